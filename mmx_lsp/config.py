@@ -312,8 +312,7 @@ def validate(
     if unknown:
         for key in unknown:
             hint = (
-                "API keys never go in configuration; name the environment variable with "
-                "api_key_env"
+                "API keys never go in configuration; name the environment variable with api_key_env"
                 if key.rsplit(".", 1)[-1].lower() in {"api_key", "apikey", "key", "token"}
                 else "unknown key, ignored"
             )
