@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: an OpenAI-compatible stub and a real redis-server."""
