@@ -15,7 +15,8 @@ final usage chunk when ``stream_options.include_usage`` is set).
 Behaviour is plain attributes, changeable from a test at any time:
 
 * ``reply`` / ``reply_by_model`` — the answer text (per model id wins over ``reply``);
-* ``mode`` — ``"ok"``, ``"500"``, ``"429"`` (with ``Retry-After: retry_after``), ``"slow"``
+* ``mode`` — ``"ok"``, ``"500"``, ``"429"`` (with ``Retry-After: retry_after``), ``"401"``
+  (echoes the refused key in its message, as OpenAI does), ``"slow"``
   (waits ``delay_s`` before answering), ``"garbage"`` (a body that is not JSON),
   ``"disconnect"`` (closes the connection in the middle of the body);
 * ``queue_modes("429", "ok")`` — modes used by the next requests, one each, before ``mode``;
@@ -47,7 +48,7 @@ from types import TracebackType
 from typing import Any
 
 DEFAULT_REPLY = "return a + b"
-MODES = ("ok", "500", "429", "slow", "garbage", "disconnect")
+MODES = ("ok", "500", "429", "401", "slow", "garbage", "disconnect")
 KNOWN_MODELS = ("stub-cheap", "stub-premium", "stub-model")
 
 
@@ -298,6 +299,14 @@ class _Handler(BaseHTTPRequestHandler):
                 429,
                 {"error": {"message": "rate limited by stub", "type": "rate_limit_exceeded"}},
                 {"Retry-After": f"{stub.retry_after:g}"},
+            )
+            return
+        if mode == "401":
+            # Like OpenAI, echo the key it refused, so that tests can check it is redacted.
+            key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            self._send_json(
+                401,
+                {"error": {"message": f"Incorrect API key provided: {key}", "type": "auth"}},
             )
             return
         if mode == "slow" and stub._stopping.wait(stub.delay_s):

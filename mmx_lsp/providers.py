@@ -1,0 +1,532 @@
+"""OpenAI-compatible model calls: one lazy client per provider, streaming, retries, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ipaddress
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import openai
+
+from mmx_lsp.config import ProviderConfig, Settings, TierConfig
+from mmx_lsp.errors import (
+    BadResponse,
+    NotConfigured,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from mmx_lsp.pricing import Price, Usage, cost_usd
+
+log = logging.getLogger(__name__)
+
+# Sent to endpoints on loopback that need no key (Ollama, vLLM, llama.cpp, LM Studio).
+PLACEHOLDER_KEY = "not-needed"
+LITELLM_COST_HEADER = "x-litellm-response-cost"
+REDACTED = "[redacted]"
+
+# OpenAI's reasoning models take `max_completion_tokens` and only the default temperature.
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
+_SENSITIVE_HEADER = re.compile(r"auth|key|token|secret", re.IGNORECASE)
+_KEY_SHAPES = (
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._~+/\-]+=*"),
+    re.compile(r"(?i)((?:api[-_]?key|x-api-key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
+)
+_MIN_SECRET_LEN = 4
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One call: chat `messages` (api="chat") or a FIM `prompt` + `suffix` (api="completions")."""
+
+    tier: str
+    api: Literal["chat", "completions"]
+    messages: list[dict[str, str]] | None
+    prompt: str | None
+    suffix: str | None
+    max_tokens: int
+    stop: list[str] | None = None
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    """The answer of one `Providers.complete` call.
+
+    `latency_ms` is the wall time of the whole call, retries included; `attempts` counts the
+    HTTP requests made. `usage_estimated` is True when the endpoint reported no usage and the
+    token counts were estimated from the text (about four characters a token).
+    """
+
+    text: str
+    model: str
+    usage: Usage
+    reported_cost_usd: Decimal | None
+    latency_ms: float
+    attempts: int
+    usage_estimated: bool = False
+
+
+def reply_cost(reply: ModelReply, price: Price | None) -> Decimal:
+    """The cost the provider reported when it did, else usage times the price (0 if unknown)."""
+    if reply.reported_cost_usd is not None:
+        return reply.reported_cost_usd
+    return cost_usd(reply.usage, price)
+
+
+# --------------------------------------------------------------------------- secrets in logs
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with the given secret values and anything shaped like an API key replaced."""
+    for secret in sorted({s for s in secrets if len(s) >= _MIN_SECRET_LEN}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    text = _KEY_SHAPES[0].sub(REDACTED, text)
+    text = _KEY_SHAPES[1].sub("Bearer " + REDACTED, text)
+    return _KEY_SHAPES[2].sub(lambda m: m.group(1) + REDACTED, text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that removes secrets (and key-shaped strings) from every record.
+
+    The message, its arguments and any formatted traceback are redacted; records are never
+    dropped. Secrets shorter than four characters are ignored (they would mangle the logs).
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets: frozenset[str] = frozenset(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        self.secrets = self.secrets | frozenset(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            message = str(record.msg)
+        clean = redact(message, self.secrets)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self.secrets)
+        return True
+
+
+def install_redaction(
+    secrets: Iterable[str] = (), logger: logging.Logger | None = None
+) -> RedactingFilter:
+    """Attach one RedactingFilter to `logger` (default: the root logger) and its handlers.
+
+    Records from child loggers pass through the handlers, so attaching to them covers the
+    records that propagate; attaching to the logger covers records logged to it directly.
+    """
+    target = logger or logging.getLogger()
+    redactor = RedactingFilter(secrets)
+    target.addFilter(redactor)
+    for handler in target.handlers:
+        handler.addFilter(redactor)
+    return redactor
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def is_loopback(base_url: str) -> bool:
+    """True for an endpoint on this machine (localhost, 127.0.0.0/8, ::1)."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _retry_after_s(response: Any) -> float | None:
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        if parsed is None:
+            return None
+        return max(0.0, parsed.timestamp() - time.time())
+
+
+def _decimal(value: object) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() and amount >= 0 else None
+
+
+def _estimate_tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / 4)) if text else 0
+
+
+def _provider_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    message: object = None
+    if isinstance(body, Mapping):
+        error = body.get("error", body)
+        message = error.get("message") if isinstance(error, Mapping) else error
+    text = str(message) if message else ""
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+@dataclass(frozen=True)
+class _Target:
+    tier: str
+    tier_config: TierConfig
+    provider: str
+    provider_config: ProviderConfig
+
+    @property
+    def where(self) -> str:
+        host = urlsplit(self.provider_config.base_url).netloc or self.provider_config.base_url
+        return f"{self.tier} tier ({self.tier_config.model} at {host})"
+
+
+class Providers:
+    """Calls the configured tiers' endpoints with the openai async client.
+
+    One client per provider, created on first use. Settings are fixed for the life of an
+    instance: build a new `Providers` (and `aclose` the old one) when they change.
+    `backoff_s` is the first retry delay (doubled each retry, at most `max_backoff_s`); a
+    `Retry-After` from the endpoint replaces it. `environ` (default `os.environ`) is where
+    the API keys are read, at call time.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        environ: Mapping[str, str] | None = None,
+        *,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 8.0,
+    ) -> None:
+        self._settings = settings
+        self._environ: Mapping[str, str] = environ if environ is not None else os.environ
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._clients: dict[str, openai.AsyncOpenAI] = {}
+
+    # ------------------------------------------------------------------ configuration
+
+    def configured(self, tier: str) -> str | None:
+        """None when the tier can be called, else a sentence saying what to configure."""
+        tier_config = self._settings.tiers.get(tier)  # type: ignore[call-overload]
+        if tier_config is None:
+            return f"tier '{tier}' is not configured: add a [tiers.{tier}] section"
+        provider = self._settings.providers.get(tier_config.provider)
+        if provider is None:
+            return (
+                f"tier '{tier}' uses provider '{tier_config.provider}', which is not configured: "
+                f"add a [providers.{tier_config.provider}] section"
+            )
+        if not provider.base_url.strip():
+            name = tier_config.provider
+            return f"set providers.{name}.base_url, the endpoint of provider '{name}'"
+        if self._key(tier_config.provider, provider) is None:
+            return f"set {provider.api_key_env}, the key for provider '{tier_config.provider}'"
+        return None
+
+    def secrets(self) -> list[str]:
+        """Every API key and sensitive header value in use, for `install_redaction`."""
+        found: list[str] = []
+        for name, provider in self._settings.providers.items():
+            key = self._key(name, provider)
+            if key and key != PLACEHOLDER_KEY:
+                found.append(key)
+            found.extend(v for k, v in provider.headers.items() if _SENSITIVE_HEADER.search(k))
+        return found
+
+    def _key(self, name: str, provider: ProviderConfig) -> str | None:
+        env = provider.api_key_env
+        key = self._environ.get(env, "").strip() if env else ""
+        if key:
+            return key
+        if env is None or is_loopback(provider.base_url):
+            return PLACEHOLDER_KEY
+        return None
+
+    def _target(self, tier: str) -> _Target:
+        problem = self.configured(tier)
+        if problem is not None:
+            raise NotConfigured(problem)
+        tier_config = self._settings.tiers[tier]  # type: ignore[index]
+        provider = self._settings.providers[tier_config.provider]
+        return _Target(tier, tier_config, tier_config.provider, provider)
+
+    def _client(self, target: _Target) -> openai.AsyncOpenAI:
+        client = self._clients.get(target.provider)
+        if client is None:
+            config = target.provider_config
+            client = openai.AsyncOpenAI(
+                base_url=config.base_url,
+                api_key=self._key(target.provider, config) or PLACEHOLDER_KEY,
+                default_headers=dict(config.headers),
+                timeout=config.timeout_s,
+                max_retries=0,
+            )
+            self._clients[target.provider] = client
+        return client
+
+    async def aclose(self) -> None:
+        """Close every client's connection pool."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+
+    # ------------------------------------------------------------------ calls
+
+    async def complete(
+        self,
+        request: ModelRequest,
+        *,
+        deadline_s: float,
+        on_text: Callable[[str], None] | None = None,
+    ) -> ModelReply:
+        """Stream one answer from the request's tier, retrying transient failures.
+
+        `on_text` receives the whole text received so far after every streamed piece.
+        Retries 429, 5xx, dropped connections and per-call timeouts with exponential
+        backoff (honouring `Retry-After`) as long as `deadline_s`, counted from the call,
+        allows. Raises the `mmx_lsp.errors` provider errors; their messages never contain
+        a key. Cancelling the awaiting task closes the HTTP stream.
+        """
+        target = self._target(request.tier)
+        secrets = self.secrets()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        end = started + deadline_s
+        attempts = 0
+        while True:
+            attempts += 1
+            remaining = end - loop.time()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(remaining):
+                    reply = await self._attempt(target, request, remaining, on_text)
+            except TimeoutError:
+                raise ProviderTimeout(
+                    f"{target.where}: no complete answer within {deadline_s:g} s"
+                ) from None
+            except ProviderError as exc:
+                delay = self._delay(exc, attempts)
+                retries_left = attempts <= target.provider_config.max_retries
+                if not exc.retryable or not retries_left:
+                    raise _clean(exc, secrets) from None
+                if loop.time() + delay >= end:
+                    raise _clean(
+                        exc, secrets, f"; a retry in {delay:.2g} s would pass the deadline"
+                    ) from None
+                log.info("%s; retry %d in %.2f s", redact(str(exc), secrets), attempts, delay)
+                await asyncio.sleep(delay)
+                continue
+            return ModelReply(
+                text=reply.text,
+                model=reply.model,
+                usage=reply.usage,
+                reported_cost_usd=reply.reported_cost_usd,
+                latency_ms=(loop.time() - started) * 1000,
+                attempts=attempts,
+                usage_estimated=reply.usage_estimated,
+            )
+
+    def _delay(self, exc: ProviderError, attempt: int) -> float:
+        if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
+            return exc.retry_after_s
+        return min(self._max_backoff_s, self._backoff_s * 2 ** (attempt - 1))
+
+    async def _attempt(
+        self,
+        target: _Target,
+        request: ModelRequest,
+        remaining_s: float,
+        on_text: Callable[[str], None] | None,
+    ) -> ModelReply:
+        client = self._client(target)
+        timeout = min(target.provider_config.timeout_s, remaining_s)
+        model = target.tier_config.model
+        try:
+            stream: openai.AsyncStream[Any]
+            if request.api == "chat":
+                reasoning = bool(_REASONING_MODEL.match(model.rsplit("/", 1)[-1]))
+                stream = await client.chat.completions.create(
+                    model=model,
+                    messages=request.messages or [],  # type: ignore[arg-type]
+                    max_tokens=openai.omit if reasoning else request.max_tokens,
+                    max_completion_tokens=request.max_tokens if reasoning else openai.omit,
+                    temperature=openai.omit if reasoning else request.temperature,
+                    stop=request.stop or openai.omit,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    timeout=timeout,
+                )
+            else:
+                stream = await client.completions.create(
+                    model=model,
+                    prompt=request.prompt or "",
+                    suffix=request.suffix if request.suffix is not None else openai.omit,
+                    max_tokens=request.max_tokens,
+                    temperature=request.temperature,
+                    stop=request.stop or openai.omit,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    timeout=timeout,
+                )
+            try:
+                return await self._read(target, request, stream, on_text)
+            finally:
+                # Also on cancellation: closing the response closes the HTTP connection.
+                await stream.close()
+        except openai.APITimeoutError:
+            raise ProviderTimeout(f"{target.where}: no answer within {timeout:g} s") from None
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc.__context__
+            detail = f" ({type(cause).__name__})" if cause else ""
+            raise ProviderUnavailable(
+                f"{target.where}: connection failed or dropped{detail}; "
+                f"check that {target.provider_config.base_url} is reachable"
+            ) from None
+        except openai.RateLimitError as exc:
+            retry_after = _retry_after_s(exc.response)
+            hint = f"; retry after {retry_after:g} s" if retry_after is not None else ""
+            raise RateLimited(
+                f"{target.where}: rate limited (HTTP 429){hint}", retry_after
+            ) from None
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            env = target.provider_config.api_key_env or "the API key"
+            raise NotConfigured(
+                f"{target.where}: the endpoint refused the key (HTTP {exc.status_code}); "
+                f"check {env}, the key for provider '{target.provider}'"
+            ) from None
+        except openai.NotFoundError as exc:
+            raise NotConfigured(
+                f"{target.where}: not found (HTTP 404: {_provider_message(exc)}); check "
+                f"tiers.{target.tier}.model and providers.{target.provider}.base_url"
+            ) from None
+        except openai.APIStatusError as exc:
+            detail = _provider_message(exc)
+            detail = f": {detail}" if detail else ""
+            if exc.status_code >= 500 or exc.status_code in (408, 409):
+                raise ProviderUnavailable(
+                    f"{target.where}: server error (HTTP {exc.status_code}){detail}"
+                ) from None
+            raise ProviderError(
+                f"{target.where}: request rejected (HTTP {exc.status_code}){detail}"
+            ) from None
+        except (json.JSONDecodeError, openai.APIResponseValidationError):
+            raise BadResponse(
+                f"{target.where}: the endpoint's answer is not OpenAI-compatible JSON; "
+                f"check that providers.{target.provider}.base_url ends in /v1"
+            ) from None
+        except openai.APIError as exc:
+            # An error event in the middle of a stream.
+            raise ProviderUnavailable(f"{target.where}: stream error: {exc.message}") from None
+
+    async def _read(
+        self,
+        target: _Target,
+        request: ModelRequest,
+        stream: openai.AsyncStream[Any],
+        on_text: Callable[[str], None] | None,
+    ) -> ModelReply:
+        parts: list[str] = []
+        reported_model = ""
+        usage: Any = None
+        chunks = 0
+        finished = False
+        async for chunk in stream:
+            chunks += 1
+            reported_model = getattr(chunk, "model", None) or reported_model
+            usage = getattr(chunk, "usage", None) or usage
+            for choice in getattr(chunk, "choices", None) or []:
+                if request.api == "chat":
+                    delta = getattr(choice, "delta", None)
+                    piece = getattr(delta, "content", None) if delta is not None else None
+                else:
+                    piece = getattr(choice, "text", None)
+                if getattr(choice, "finish_reason", None):
+                    finished = True
+                if isinstance(piece, str) and piece:
+                    parts.append(piece)
+                    if on_text is not None:
+                        on_text("".join(parts))
+        if chunks == 0:
+            raise BadResponse(
+                f"{target.where}: the endpoint sent no completion events; check that "
+                f"providers.{target.provider}.base_url is an OpenAI-compatible /v1 endpoint"
+            )
+        if not finished and usage is None:
+            raise ProviderUnavailable(f"{target.where}: the stream ended before the answer did")
+        text = "".join(parts)
+        header_cost = _decimal(stream.response.headers.get(LITELLM_COST_HEADER))
+        if usage is not None:
+            details = getattr(usage, "prompt_tokens_details", None)
+            cached = getattr(details, "cached_tokens", None) if details is not None else None
+            tokens = Usage(
+                input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                cached_input_tokens=int(cached or 0),
+            )
+            usage_cost = _decimal(getattr(usage, "cost", None))
+            estimated = False
+        else:
+            prompt_text = "\n".join(m.get("content", "") for m in request.messages or [])
+            prompt_text += (request.prompt or "") + (request.suffix or "")
+            tokens = Usage(_estimate_tokens(prompt_text), _estimate_tokens(text))
+            usage_cost = None
+            estimated = True
+            log.debug("%s reported no usage; tokens estimated", target.where)
+        return ModelReply(
+            text=text,
+            model=reported_model or target.tier_config.model,
+            usage=tokens,
+            reported_cost_usd=usage_cost if usage_cost is not None else header_cost,
+            latency_ms=0.0,
+            attempts=1,
+            usage_estimated=estimated,
+        )
+
+
+def _clean(exc: ProviderError, secrets: Iterable[str], extra: str = "") -> ProviderError:
+    """The same error with its message redacted (and `extra` appended)."""
+    message = redact(str(exc), secrets) + extra
+    if isinstance(exc, RateLimited):
+        return RateLimited(message, exc.retry_after_s)
+    return type(exc)(message)
