@@ -1,0 +1,167 @@
+"""Command line: serve the LSP (default), explain a routing decision, show the config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from mmx_lsp import __version__
+
+KINDS = ("inline", "completion", "refactor", "fix", "explain", "docstring")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmx-lsp",
+        description="Route code-assistant requests to the cheapest model that does the job.",
+    )
+    parser.add_argument("--version", action="version", version=f"mmx-lsp {__version__}")
+    parser.add_argument("--stdio", action="store_true", help="serve over stdio (the default)")
+    parser.add_argument("--tcp", metavar="HOST:PORT", help="serve over TCP, for debugging")
+    parser.add_argument("--log-file", type=Path, help="write the log here (default: stderr)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log (-vv: debug)")
+    sub = parser.add_subparsers(dest="command")
+
+    explain = sub.add_parser("explain", help="print the routing decision for a place in a file")
+    explain.add_argument("location", help="FILE:LINE[:COL] (1-based line and column)")
+    explain.add_argument("--to", metavar="LINE[:COL]", help="end of a selection (1-based)")
+    explain.add_argument("--kind", choices=KINDS, help="request kind (default: inline, or "
+                         "refactor with --to)")
+    explain.add_argument("--language", help="languageId (default: from the file name)")
+    explain.add_argument("--json", action="store_true", help="print the Decision as JSON")
+
+    config = sub.add_parser("config", help="print the effective settings and their sources")
+    config.add_argument("--workspace", type=Path, default=Path.cwd(), help="workspace root")
+    config.add_argument("--json", action="store_true")
+
+    sub.add_parser("serve", help="serve the LSP over stdio (the default)")
+    return parser
+
+
+def _setup_logging(verbose: int, log_file: Path | None) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
+    handler: logging.Handler
+    handler = logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler(
+        sys.stderr
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose >= 2 else level)
+    # pygls logs every message at INFO; keep it for -vv.
+    logging.getLogger("pygls").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command in ("explain", "config"):
+        try:
+            return _explain(args) if args.command == "explain" else _config(args)
+        except BrokenPipeError:  # `mmx-lsp explain … | head`
+            sys.stderr.close()
+            return 0
+    _setup_logging(args.verbose, args.log_file)
+    from mmx_lsp.server import create_server
+
+    server = create_server()
+    if args.tcp:
+        host, _, port = args.tcp.rpartition(":")
+        if not port.isdigit():
+            print("mmx-lsp: --tcp wants HOST:PORT, e.g. 127.0.0.1:2087", file=sys.stderr)
+            return 2
+        server.start_tcp(host or "127.0.0.1", int(port))
+    else:
+        server.start_io()
+    return 0
+
+
+def _position(text: str, what: str) -> tuple[int, int | None]:
+    parts = text.split(":")
+    try:
+        line = int(parts[0])
+        col = int(parts[1]) if len(parts) > 1 and parts[1] else None
+    except ValueError:
+        raise SystemExit(f"mmx-lsp explain: {what} must be LINE[:COL], got {text!r}") from None
+    if line < 1 or (col is not None and col < 1):
+        raise SystemExit(f"mmx-lsp explain: lines and columns start at 1, got {text!r}")
+    return line - 1, None if col is None else col - 1
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from mmx_lsp import config, engine, languages
+    from mmx_lsp.documents import Document
+    from mmx_lsp.pricing import format_usd
+    from mmx_lsp.scoring import Request
+
+    location: str = args.location
+    file_part, sep, rest = location.partition(":")
+    # Allow paths with colons by splitting from the right when possible.
+    pieces = location.rsplit(":", 2)
+    if len(pieces) == 3 and pieces[1].isdigit() and pieces[2].isdigit():
+        file_part, rest = pieces[0], f"{pieces[1]}:{pieces[2]}"
+    elif len(pieces) >= 2 and pieces[-1].isdigit():
+        file_part, rest = ":".join(pieces[:-1]), pieces[-1]
+    elif not sep:
+        raise SystemExit("mmx-lsp explain: give FILE:LINE[:COL], e.g. fixtures/python/lru.py:12")
+    path = Path(file_part)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SystemExit(f"mmx-lsp explain: cannot read {path}: {exc.strerror}") from None
+    text = data.decode("utf-8", errors="replace")
+    language = args.language or languages.language_of_path(str(path))
+    doc = Document.open(path.resolve().as_uri(), language, 0, text)
+    row, col = _position(rest, "the position")
+    if row >= doc.line_count:
+        raise SystemExit(f"mmx-lsp explain: {path} has {doc.line_count} lines, not {row + 1}")
+    start = doc.clamp(row, col if col is not None else len(doc.line_text(row)))
+    end = None
+    if args.to:
+        end_row, end_col = _position(args.to, "--to")
+        end = doc.clamp(end_row, end_col if end_col is not None else len(doc.line_text(end_row)))
+        if col is None:
+            start = (start[0], 0)
+    kind = args.kind or ("refactor" if end else "inline")
+    sources, issues = config.file_sources([Path.cwd()])
+    loaded = config.load(sources)
+    for issue in issues + loaded.issues:
+        print(issue, file=sys.stderr)
+    decision = engine.decide(loaded.settings, doc, Request(kind, start, end))
+    if args.json:
+        print(json.dumps(decision.to_json(), indent=2))
+        return 0
+    print(f"{path}:{row + 1}  {kind} → {decision.tier} ({decision.model})")
+    print(f"  why:      {decision.reason}")
+    print(f"  score:    {decision.score:.3f} (threshold {decision.threshold:.2f})")
+    estimates = "  ".join(
+        f"{tier} {format_usd(cost, approx=True)}" for tier, cost in decision.estimate_usd.items()
+    )
+    print(f"  estimate: {estimates}")
+    print("  features:")
+    for name, value in decision.features.items():
+        share = decision.contributions.get(name.replace("hole", "hole"), None)
+        note = f"  (+{share:.3f})" if share else ""
+        print(f"    {name:<24} {value}{note}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from mmx_lsp import config
+
+    sources, issues = config.file_sources([args.workspace])
+    loaded = config.load(sources)
+    for issue in issues + loaded.issues:
+        print(issue, file=sys.stderr)
+    rows = config.effective_items(loaded)
+    if args.json:
+        out: dict[str, Any] = {key: {"value": value, "source": where} for key, value, where in rows}
+        print(json.dumps(out, indent=2))
+        return 0
+    width = max(len(key) for key, _, _ in rows)
+    for key, value, where in rows:
+        print(f"{key:<{width}}  {json.dumps(value)}  # {where}")
+    return 0

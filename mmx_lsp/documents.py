@@ -1,0 +1,361 @@
+"""Open documents: text as lines, UTF-16 positions, and tree-sitter trees kept cheap per keystroke.
+
+The keystroke path never waits for a whole-document reparse. Each change is applied to the
+line list and to the document's last tree with `Tree.edit` (cheap); a request then reparses
+only the region it needs (the enclosing definitions, found in the edited tree) into a small
+local tree. The whole tree is brought up to date incrementally when the editor goes idle or
+when something needs the whole file. Only the trees of the most recently used documents are
+kept; an evicted tree is rebuilt on demand.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlparse
+
+from mmx_lsp import languages
+
+if TYPE_CHECKING:
+    from tree_sitter import Node, Parser, Tree
+
+# A region larger than this is narrowed to the innermost definition that holds the request.
+MAX_REGION_LINES = 400
+# Bytes beyond which a document is kept as text only (no tree, scored by size).
+MAX_PARSE_BYTES = 4 * 1024 * 1024
+
+
+def utf16_len(text: str) -> int:
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le")) // 2
+
+
+def utf16_to_index(line: str, character: int) -> int:
+    """Python index in `line` of an LSP UTF-16 column (clamped to the line)."""
+    if character <= 0:
+        return 0
+    if line.isascii():
+        return min(character, len(line))
+    units = 0
+    for index, char in enumerate(line):
+        if units >= character:
+            return index
+        units += 2 if ord(char) > 0xFFFF else 1
+    return len(line)
+
+
+def index_to_utf16(line: str, index: int) -> int:
+    prefix = line[:index]
+    return utf16_len(prefix)
+
+
+def _strip_eol(line: str) -> str:
+    if line.endswith("\r\n"):
+        return line[:-2]
+    if line.endswith(("\n", "\r")):
+        return line[:-1]
+    return line
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines with their endings (LSP's: \\n, \\r\\n, \\r); the last has none (maybe empty)."""
+    lines = _LINE.findall(text)
+    if not lines or lines[-1].endswith(("\n", "\r")):
+        lines.append("")
+    return lines
+
+
+def uri_to_path(uri: str) -> str:
+    parsed = urlparse(uri)
+    if parsed.scheme in ("file", ""):
+        return unquote(parsed.path)
+    return unquote(parsed.path) or uri
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of rows [start_row, end_row] parsed on its own."""
+
+    start_row: int
+    end_row: int
+    tree: Tree
+    text: bytes
+
+
+@dataclass
+class Document:
+    uri: str
+    language_id: str
+    version: int
+    lines: list[str]
+    spec: languages.LanguageSpec | None = None
+    binary: bool = False
+    _tree: Tree | None = None
+    _tree_fresh: bool = False
+    _starts: list[int] = field(default_factory=list)  # byte offset of each line start
+    _valid: int = 0  # _starts[0.._valid] are correct
+    _spans: dict[tuple[int, int], Span] = field(default_factory=dict)
+    _parser: Parser | None = None
+
+    @classmethod
+    def open(cls, uri: str, language_id: str, version: int, text: str) -> Document:
+        spec = languages.spec_for(language_id)
+        if spec is None and language_id in ("", "plaintext"):
+            spec = languages.spec_for(languages.language_of_path(uri_to_path(uri)))
+        binary = "\x00" in text[:8192]
+        lines = split_lines(text)
+        doc = cls(uri, language_id, version, lines, spec, binary)
+        doc._starts = [0] * len(lines)
+        if doc.size_bytes > MAX_PARSE_BYTES or binary:
+            doc.spec = None
+        return doc
+
+    # ------------------------------------------------------------------ text and positions
+
+    @property
+    def path(self) -> str:
+        return uri_to_path(self.uri)
+
+    @property
+    def name(self) -> str:
+        return PurePath(self.path).name
+
+    @property
+    def language(self) -> str:
+        return self.spec.name if self.spec else "plaintext"
+
+    @property
+    def line_count(self) -> int:
+        return len(self.lines)
+
+    @property
+    def size_bytes(self) -> int:
+        return self.line_start(len(self.lines) - 1) + len(self.lines[-1].encode("utf-8"))
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def line_text(self, row: int) -> str:
+        return _strip_eol(self.lines[row]) if 0 <= row < len(self.lines) else ""
+
+    def clamp(self, line: int, character: int) -> tuple[int, int]:
+        """(row, python index) of an LSP position, clamped into the document."""
+        if line < 0:
+            return 0, 0
+        if line >= len(self.lines):
+            last = len(self.lines) - 1
+            return last, len(_strip_eol(self.lines[last]))
+        text = _strip_eol(self.lines[line])
+        return line, utf16_to_index(text, character)
+
+    def to_lsp(self, row: int, index: int) -> tuple[int, int]:
+        return row, index_to_utf16(self.line_text(row), index)
+
+    def line_start(self, row: int) -> int:
+        """Byte offset of a row; prefix sums are repaired lazily from the last edit on."""
+        if row > self._valid:
+            starts, lines = self._starts, self.lines
+            offset = starts[self._valid]
+            for i in range(self._valid, row):
+                offset += len(lines[i].encode("utf-8")) if not lines[i].isascii() else len(lines[i])
+                starts[i + 1] = offset
+            self._valid = row
+        return self._starts[row]
+
+    def byte_point(self, row: int, index: int) -> tuple[int, tuple[int, int]]:
+        col = len(self.lines[row][:index].encode("utf-8"))
+        return self.line_start(row) + col, (row, col)
+
+    def slice(self, start: tuple[int, int], end: tuple[int, int]) -> str:
+        (r0, i0), (r1, i1) = start, end
+        if r0 == r1:
+            return self.lines[r0][i0:i1]
+        return self.lines[r0][i0:] + "".join(self.lines[r0 + 1 : r1]) + self.lines[r1][:i1]
+
+    # ------------------------------------------------------------------ changes
+
+    def replace_all(self, text: str, version: int) -> None:
+        self.lines = split_lines(text)
+        self._starts = [0] * len(self.lines)
+        self._valid = 0
+        self.version = version
+        self._tree = None
+        self._tree_fresh = False
+        self._spans.clear()
+        self.binary = "\x00" in text[:8192]
+        if self.binary or self.size_bytes > MAX_PARSE_BYTES:
+            self.spec = None
+
+    def apply(
+        self, start: tuple[int, int], end: tuple[int, int], new_text: str, version: int
+    ) -> None:
+        """Apply one incremental change given as LSP positions (UTF-16), clamped and ordered."""
+        (r0, i0) = self.clamp(*start)
+        (r1, i1) = self.clamp(*end)
+        if (r1, i1) < (r0, i0):
+            (r0, i0), (r1, i1) = (r1, i1), (r0, i0)
+        start_byte, start_point = self.byte_point(r0, i0)
+        old_end_byte, old_end_point = self.byte_point(r1, i1)
+        head = self.lines[r0][:i0]
+        tail = self.lines[r1][i1:]
+        replacement = split_lines(head + new_text + tail)
+        if tail.endswith(("\n", "\r")):
+            replacement.pop()  # the empty line split_lines adds after a final line break
+        self.lines[r0 : r1 + 1] = replacement
+        self._starts[r0 + 1 : r1 + 1] = [0] * (len(replacement) - 1)
+        self._valid = min(self._valid, r0)
+        self.version = version
+        self._spans.clear()
+        if self._tree is not None:
+            encoded = new_text.encode("utf-8")
+            parts = split_lines(new_text)
+            if len(parts) == 1:
+                new_end_point = (r0, start_point[1] + len(encoded))
+            else:
+                new_end_point = (r0 + len(parts) - 1, len(parts[-1].encode("utf-8")))
+            self._tree.edit(
+                start_byte=start_byte,
+                old_end_byte=old_end_byte,
+                new_end_byte=start_byte + len(encoded),
+                start_point=start_point,
+                old_end_point=old_end_point,
+                new_end_point=new_end_point,
+            )
+            self._tree_fresh = False
+
+    # ------------------------------------------------------------------ trees
+
+    @property
+    def parser(self) -> Parser | None:
+        if self.spec is None:
+            return None
+        if self._parser is None:
+            from tree_sitter import Parser
+
+            self._parser = Parser(languages.grammar(self.spec))
+        return self._parser
+
+    def tree(self) -> Tree | None:
+        """The whole document's tree, reparsed incrementally if edits are pending."""
+        parser = self.parser
+        if parser is None:
+            return None
+        if self._tree is None or not self._tree_fresh:
+            source = self.text().encode("utf-8")
+            old = self._tree
+            self._tree = parser.parse(source, old) if old is not None else parser.parse(source)
+            self._tree_fresh = True
+        return self._tree
+
+    def edited_tree(self) -> Tree | None:
+        """The last tree with every edit since applied to its positions (may be stale)."""
+        if self._tree is None:
+            return self.tree()
+        return self._tree
+
+    @property
+    def has_tree(self) -> bool:
+        return self._tree is not None
+
+    @property
+    def tree_is_fresh(self) -> bool:
+        return self._tree is not None and self._tree_fresh
+
+    def drop_tree(self) -> None:
+        self._tree = None
+        self._tree_fresh = False
+        self._spans.clear()
+
+    def region_rows(self, start_row: int, end_row: int) -> tuple[int, int]:
+        """Rows of the smallest set of whole definitions around [start_row, end_row]."""
+        tree = self.edited_tree()
+        if tree is None:
+            return max(0, start_row - 40), min(len(self.lines) - 1, end_row + 40)
+        root = tree.root_node
+        last_row = len(self.lines) - 1
+        node = root.named_descendant_for_point_range((start_row, 0), (end_row, 0))
+        chosen: Node | None = None
+        while node is not None and node != root:
+            rows = node.end_point.row - node.start_point.row + 1
+            top = node.parent is not None and node.parent == root
+            if (self.spec and node.type in self.spec.definitions) or top:
+                if rows <= MAX_REGION_LINES or chosen is None:
+                    chosen = node
+                if rows > MAX_REGION_LINES:
+                    break
+            node = node.parent
+        if chosen is None:
+            # Between top-level statements (or past them): take the neighbours.
+            r0 = max(0, start_row - 20)
+            r1 = min(last_row, end_row + 20)
+            return r0, r1
+        r0 = min(chosen.start_point.row, start_row)
+        r1 = max(chosen.end_point.row, end_row)
+        return max(0, r0), min(last_row, r1)
+
+    def span(self, start_row: int, end_row: int) -> Span | None:
+        """A local tree of the definitions around rows [start_row, end_row]."""
+        parser = self.parser
+        if parser is None:
+            return None
+        r0, r1 = self.region_rows(start_row, end_row)
+        key = (r0, r1)
+        cached = self._spans.get(key)
+        if cached is not None:
+            return cached
+        text = "".join(self.lines[r0 : r1 + 1]).encode("utf-8")
+        span = Span(r0, r1, parser.parse(text), text)
+        if len(self._spans) > 8:
+            self._spans.clear()
+        self._spans[key] = span
+        return span
+
+
+class Documents:
+    """The open documents; keeps trees for the `max_trees` most recently used."""
+
+    def __init__(self, max_trees: int = 8) -> None:
+        self._docs: dict[str, Document] = {}
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self.max_trees = max_trees
+
+    def __contains__(self, uri: str) -> bool:
+        return uri in self._docs
+
+    def __iter__(self) -> Iterator[Document]:
+        return iter(self._docs.values())
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def open(self, uri: str, language_id: str, version: int, text: str) -> Document:
+        doc = Document.open(uri, language_id, version, text)
+        self._docs[uri] = doc
+        self.touch(doc)
+        return doc
+
+    def get(self, uri: str) -> Document | None:
+        doc = self._docs.get(uri)
+        if doc is not None:
+            self.touch(doc)
+        return doc
+
+    def close(self, uri: str) -> None:
+        self._docs.pop(uri, None)
+        self._recent.pop(uri, None)
+
+    def touch(self, doc: Document) -> None:
+        self._recent[doc.uri] = None
+        self._recent.move_to_end(doc.uri)
+        while len(self._recent) > self.max_trees:
+            evicted, _ = self._recent.popitem(last=False)
+            if evicted in self._docs:
+                self._docs[evicted].drop_tree()

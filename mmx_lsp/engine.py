@@ -1,0 +1,38 @@
+"""Pure glue from a document and a request to a routing Decision (no I/O, no LSP)."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from mmx_lsp.config import Settings
+from mmx_lsp.documents import Document
+from mmx_lsp.routing import Decision, route
+from mmx_lsp.scoring import Request, measure, score
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def decide(
+    settings: Settings,
+    doc: Document,
+    request: Request,
+    *,
+    override: tuple[str, str] | None = None,
+    spent_today: Decimal = Decimal(0),
+    request_id: str | None = None,
+) -> Decision:
+    features = measure(doc, request)
+    value, contributions = score(features)
+    return route(
+        settings,
+        features,
+        value,
+        contributions,
+        request_id=request_id or new_request_id(),
+        path=doc.path,
+        override=override,
+        spent_today=spent_today,
+    )

@@ -1,0 +1,1 @@
+"""One module per LSP area; each registers its handlers on the server."""

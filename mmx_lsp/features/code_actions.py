@@ -1,0 +1,144 @@
+"""Assistant code actions, listed with tier, model and estimated cost (no model call)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types
+
+from mmx_lsp.features import shared
+
+if TYPE_CHECKING:
+    from mmx_lsp.documents import Document
+    from mmx_lsp.server import MmxServer
+
+log = logging.getLogger("mmx_lsp")
+
+REWRITE = "refactor.rewrite.mmx"
+QUICKFIX = "quickfix.mmx"
+EXPLAIN = "refactor.mmx.explain"
+DOCSTRING = "refactor.mmx.docstring"
+TIER = "source.mmx.tier"
+KINDS = [REWRITE, QUICKFIX, EXPLAIN, DOCSTRING, TIER]
+
+# (code action kind, request kind, title label)
+ASSISTANT_ACTIONS = (
+    (REWRITE, "refactor", "Refactor selection"),
+    (DOCSTRING, "docstring", "Write docstring"),
+    (EXPLAIN, "explain", "Explain selection"),
+)
+
+
+def _wanted(kind: str, only: list[str] | None) -> bool:
+    if not only:
+        return True
+    return any(kind == o or kind.startswith(o + ".") for o in only)
+
+
+def _target(doc: Document, rng: types.Range) -> types.Range:
+    """The selection, or the definition around the cursor when nothing is selected."""
+    start, end = rng.start, rng.end
+    if (end.line, end.character) < (start.line, start.character):
+        start, end = end, start
+    if (start.line, start.character) != (end.line, end.character):
+        return types.Range(start, end)
+    row, _ = doc.clamp(start.line, start.character)
+    tree = doc.edited_tree()
+    first, last = row, row
+    if tree is not None and doc.spec is not None:
+        node = tree.root_node.named_descendant_for_point_range((row, 0), (row, 0))
+        while node is not None and node.type not in doc.spec.definitions:
+            node = node.parent
+        if node is not None:
+            first, last = node.start_point.row, min(node.end_point.row, doc.line_count - 1)
+    end_row = min(last + 1, doc.line_count - 1)
+    end_char = 0 if end_row > last else len(doc.line_text(last))
+    return types.Range(types.Position(first, 0), types.Position(end_row, end_char))
+
+
+def tier_actions(ls: MmxServer, uri: str) -> list[types.CodeAction]:
+    def action(title: str, tier: str, scope: str) -> types.CodeAction:
+        args: dict[str, Any] = {"tier": tier, "scope": scope}
+        if scope == "document":
+            args["uri"] = uri
+        return types.CodeAction(
+            title=title,
+            kind=TIER,
+            command=types.Command(title=title, command="mmx.setTier", arguments=[args]),
+        )
+
+    actions = [
+        action("mmx: use premium for the next request", "premium", "next"),
+        action("mmx: use premium for this file", "premium", "document"),
+        action("mmx: use cheap for this file", "cheap", "document"),
+    ]
+    if ls.overrides.lookup(uri) is not None:
+        actions.append(action("mmx: back to auto", "auto", "session"))
+    return actions
+
+
+def register(server: MmxServer) -> None:
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(resolve_provider=True, code_action_kinds=KINDS),
+    )
+    def code_action(ls: MmxServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+        uri = params.text_document.uri
+        doc = shared.document(ls, uri)
+        if doc is None:
+            return []
+        only = params.context.only
+        actions: list[types.CodeAction] = []
+        if not shared.excluded(ls, doc):
+            target = _target(doc, params.range)
+            for kind, request_kind, label in ASSISTANT_ACTIONS:
+                if not _wanted(kind, only):
+                    continue
+                decision = shared.decide(ls, doc, request_kind, target.start, target.end)
+                actions.append(_assistant(label, kind, request_kind, uri, target, decision))
+            if _wanted(QUICKFIX, only):
+                for diagnostic in params.context.diagnostics[:5]:
+                    decision = shared.decide(
+                        ls, doc, "fix", diagnostic.range.start, diagnostic.range.end
+                    )
+                    message = diagnostic.message.splitlines()[0][:60] if diagnostic.message else ""
+                    action = _assistant(
+                        f"Fix “{message}”", QUICKFIX, "fix", uri, diagnostic.range, decision
+                    )
+                    action.diagnostics = [diagnostic]
+                    actions.append(action)
+        if _wanted(TIER, only):
+            actions.extend(tier_actions(ls, uri))
+        return actions
+
+    @server.feature(types.CODE_ACTION_RESOLVE)
+    async def resolve(ls: MmxServer, action: types.CodeAction) -> types.CodeAction:
+        data = action.data if isinstance(action.data, dict) else None
+        if not data or "uri" not in data:
+            return action
+        doc = shared.document(ls, data["uri"])
+        if doc is None or shared.excluded(ls, doc):
+            return action
+        log.info("%s: no model call made yet; the action has no edit", action.title)
+        return action
+
+
+def _assistant(
+    label: str, kind: str, request_kind: str, uri: str, rng: types.Range, decision: Any
+) -> types.CodeAction:
+    from mmx_lsp.routing import action_title
+
+    return types.CodeAction(
+        title=action_title(label, decision),
+        kind=kind,
+        data={
+            "uri": uri,
+            "kind": request_kind,
+            "range": {
+                "start": {"line": rng.start.line, "character": rng.start.character},
+                "end": {"line": rng.end.line, "character": rng.end.character},
+            },
+            "tier": decision.tier,
+        },
+    )

@@ -1,0 +1,121 @@
+"""The mmx.* commands of workspace/executeCommand."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types
+
+from mmx_lsp.features import shared
+
+if TYPE_CHECKING:
+    from mmx_lsp.server import MmxServer
+
+log = logging.getLogger("mmx_lsp")
+
+TIERS = ("cheap", "premium", "auto")
+SCOPES = ("next", "document", "session")
+KINDS = ("inline", "completion", "refactor", "fix", "explain", "docstring")
+
+
+class CommandError(Exception):
+    """Arguments a command cannot use; the message says what to send instead."""
+
+
+def _args(args: tuple[Any, ...]) -> dict[str, Any]:
+    if len(args) == 1 and isinstance(args[0], list):  # some clients nest the list
+        args = tuple(args[0])
+    if not args or not isinstance(args[0], dict):
+        raise CommandError("expected one JSON object as the argument")
+    return args[0]
+
+
+def _position(value: Any, name: str) -> types.Position:
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("line"), int)
+        or not isinstance(value.get("character"), int)
+    ):
+        raise CommandError(f"{name} must be {{line: int, character: int}}")
+    return types.Position(max(0, value["line"]), max(0, value["character"]))
+
+
+def _fail(message: str) -> Exception:
+    from pygls.exceptions import JsonRpcInvalidParams
+
+    log.warning("command refused: %s", message)
+    return JsonRpcInvalidParams(message)
+
+
+def register(server: MmxServer) -> None:
+    @server.command("mmx.setTier")
+    def set_tier(ls: MmxServer, *args: Any) -> dict[str, Any]:
+        try:
+            params = _args(args)
+            tier, scope = params.get("tier"), params.get("scope", "next")
+            if tier not in TIERS:
+                raise CommandError(f"tier must be one of {', '.join(TIERS)} (got {tier!r})")
+            if scope not in SCOPES:
+                raise CommandError(f"scope must be one of {', '.join(SCOPES)} (got {scope!r})")
+            uri = params.get("uri")
+            if scope == "document" and not isinstance(uri, str):
+                raise CommandError("scope 'document' needs the document's uri")
+            ls.overrides.set(tier, scope, uri)
+        except CommandError as exc:
+            raise _fail(f"mmx.setTier: {exc}") from None
+        log.info("tier override: %s for %s", tier, scope)
+        return ls.overrides.as_dict()
+
+    @server.command("mmx.explain")
+    def explain(ls: MmxServer, *args: Any) -> dict[str, Any] | None:
+        try:
+            params = _args(args)
+            uri = params.get("uri")
+            if not isinstance(uri, str):
+                raise CommandError("uri is required")
+            if "range" in params:
+                rng = params["range"]
+                if not isinstance(rng, dict):
+                    raise CommandError("range must be {start, end}")
+                start = _position(rng.get("start"), "range.start")
+                end: types.Position | None = _position(rng.get("end"), "range.end")
+                kind = params.get("kind", "refactor")
+            else:
+                start = _position(params.get("position"), "position")
+                end = None
+                kind = params.get("kind", "inline")
+            if kind not in KINDS:
+                raise CommandError(f"kind must be one of {', '.join(KINDS)} (got {kind!r})")
+        except CommandError as exc:
+            raise _fail(f"mmx.explain: {exc}") from None
+        doc = shared.document(ls, uri)
+        if doc is None:
+            raise _fail(f"mmx.explain: {uri} is not open")
+        return shared.decide(ls, doc, kind, start, end).to_json()
+
+    @server.command("mmx.stats")
+    def stats(ls: MmxServer, *args: Any) -> dict[str, Any]:
+        return {
+            "totals": {"requests": 0, "cost_usd": 0.0, "saved_usd": 0.0, "cache_hits": 0},
+            "by_model": [],
+        }
+
+    def verdict(ls: MmxServer, args: tuple[Any, ...], value: str) -> dict[str, Any]:
+        try:
+            params = _args(args)
+            request_id = params.get("request_id")
+            if not isinstance(request_id, str) or not request_id:
+                raise CommandError("request_id is required")
+        except CommandError as exc:
+            raise _fail(f"mmx.{value}: {exc}") from None
+        ls.verdicts[request_id] = value
+        return {"request_id": request_id, "verdict": value}
+
+    @server.command("mmx.accepted")
+    def accepted(ls: MmxServer, *args: Any) -> dict[str, Any]:
+        return verdict(ls, args, "accepted")
+
+    @server.command("mmx.rejected")
+    def rejected(ls: MmxServer, *args: Any) -> dict[str, Any]:
+        return verdict(ls, args, "rejected")

@@ -1,0 +1,56 @@
+"""Helpers the feature modules share: finding documents and routing a request."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from lsprotocol import types
+
+if TYPE_CHECKING:
+    from mmx_lsp.documents import Document
+    from mmx_lsp.routing import Decision
+    from mmx_lsp.server import MmxServer
+
+log = logging.getLogger("mmx_lsp")
+
+
+def document(server: MmxServer, uri: str) -> Document | None:
+    doc = server.documents.get(uri)
+    if doc is None:
+        log.info("request for %s, which is not open: empty answer", uri)
+    return doc
+
+
+def excluded(server: MmxServer, doc: Document) -> bool:
+    if server.settings.is_excluded(doc.path):
+        log.info("%s matches privacy.exclude: no model sees it", doc.path)
+        return True
+    return False
+
+
+def decide(
+    server: MmxServer,
+    doc: Document,
+    kind: str,
+    start: types.Position,
+    end: types.Position | None = None,
+    *,
+    request_id: str | None = None,
+) -> Decision:
+    """Route one request. Peeks at overrides; the caller consumes a "next" override."""
+    from mmx_lsp import engine
+    from mmx_lsp.scoring import Request
+
+    r0 = doc.clamp(start.line, start.character)
+    r1 = doc.clamp(end.line, end.character) if end is not None else None
+    if r1 is not None and r1 < r0:
+        r0, r1 = r1, r0
+    return engine.decide(
+        server.settings,
+        doc,
+        Request(kind, r0, r1),
+        override=server.overrides.lookup(doc.uri),
+        spent_today=server.spent_today,
+        request_id=request_id,
+    )

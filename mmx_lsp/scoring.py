@@ -1,0 +1,428 @@
+"""Pure scoring: the features of a request, measured with tree-sitter, and a score in [0, 1]."""
+
+from __future__ import annotations
+
+import builtins
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from tree_sitter import Node
+
+    from mmx_lsp.documents import Document, Span
+
+Hole = Literal["expression", "line", "block", "body", "selection"]
+
+# Every weight of the score lives here, as data. A feature's contribution is its weight
+# times a value normalised to [0, 1]; the score is the clamped sum.
+WEIGHTS: dict[str, float] = {
+    "kind.inline": 0.0,
+    "kind.completion": 0.0,
+    "kind.explain": 0.05,
+    "kind.docstring": 0.10,
+    "kind.fix": 0.25,
+    "kind.refactor": 0.30,
+    "hole.expression": 0.0,
+    "hole.line": 0.05,
+    "hole.block": 0.12,
+    "hole.body": 0.25,
+    "hole.selection": 0.0,
+    "context_tokens": 0.25,  # log-scaled between the two bounds below
+    "selected_lines": 0.35,  # linear up to the kind's "large selection"
+    "definitions_touched": 0.30,  # when a selection spans two or more definitions
+    "nesting_depth": 0.08,  # linear up to 8 levels
+    "external_identifiers": 0.10,  # linear up to 20 names
+    "syntax_errors": 0.05,  # any ERROR/MISSING node near the request
+}
+CONTEXT_TOKENS_LOW = 300
+CONTEXT_TOKENS_HIGH = 6000
+# Lines at which a selection counts as large, per kind (DESIGN.md: ~40 for a refactor).
+LARGE_SELECTION = {"refactor": 40, "fix": 40, "docstring": 80, "explain": 300}
+NEAR_ROWS = 5
+
+# Rough output sizes (tokens) for the estimate of a request's cost.
+OUTPUT_TOKENS = {"expression": 16, "line": 32, "block": 96, "body": 200}
+PROMPT_OVERHEAD_TOKENS = {
+    "inline": 90,
+    "completion": 90,
+    "refactor": 140,
+    "fix": 150,
+    "explain": 110,
+    "docstring": 120,
+}
+
+_TOKEN = re.compile(r"[A-Za-z_]+|\d+|[^\w\s]|\n[ \t]*|[^\S\n]+|\w+")
+_PY_BUILTINS = frozenset(dir(builtins)) | {"self", "cls"}
+
+
+def estimate_tokens(text: str) -> int:
+    """A calibrated estimate of BPE tokens for source code (no tokenizer download needed).
+
+    Common words and punctuation are one token each, long words about one per 8 characters,
+    numbers one per 3 digits, a line break with its indentation one.
+    """
+    count = 0
+    for match in _TOKEN.finditer(text):
+        piece = match.group()
+        first = piece[0]
+        if first.isalpha() or first == "_":
+            count += 1 + len(piece) // 8
+        elif first.isdigit():
+            count += 1 + len(piece) // 3
+        elif first in " \t":
+            count += 1 if len(piece) > 1 else 0
+        else:
+            count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class Features:
+    kind: str
+    language: str
+    context_tokens: int
+    selection_tokens: int
+    selected_lines: int
+    definitions_touched: int
+    nodes_spanned: int
+    hole: Hole
+    nesting_depth: int
+    external_identifiers: int
+    syntax_errors: int
+    enclosing_lines: int
+    estimated_input_tokens: int
+    estimated_output_tokens: int
+
+    def as_dict(self) -> dict[str, int | str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What is being asked, in document rows and Python string indexes."""
+
+    kind: str
+    start: tuple[int, int]
+    end: tuple[int, int] | None = None  # None for a cursor position
+
+    @property
+    def is_selection(self) -> bool:
+        return self.end is not None and self.end != self.start
+
+
+def _walk(node: Node) -> Iterator[Node]:
+    for item, _field in _walk_fields(node):
+        yield item
+
+
+def _walk_fields(node: Node) -> Iterator[tuple[Node, str | None]]:
+    """Pre-order walk of a subtree, with the field name each node has in its parent."""
+    cursor = node.walk()
+    depth = 0
+    while True:
+        yield cursor.node, cursor.field_name  # type: ignore[misc]
+        if cursor.goto_first_child():
+            depth += 1
+            continue
+        while not cursor.goto_next_sibling():
+            if depth == 0 or not cursor.goto_parent():
+                return
+            depth -= 1
+            if depth == 0:
+                return
+
+
+def _rows(node: Node) -> int:
+    return node.end_point.row - node.start_point.row + 1
+
+
+def measure(doc: Document, request: Request) -> Features:
+    """All the features of one request; reads only the region around it."""
+    kind = request.kind
+    (r0, i0) = request.start
+    (r1, i1) = request.end if request.end is not None else request.start
+    if (r1, i1) < (r0, i0):
+        (r0, i0), (r1, i1) = (r1, i1), (r0, i0)
+    selection = request.is_selection
+    selected_lines = (r1 - r0 + 1 if i1 > 0 or r1 == r0 else r1 - r0) if selection else 0
+    selection_text = doc.slice((r0, i0), (r1, i1)) if selection else ""
+    selection_tokens = estimate_tokens(selection_text) if selection else 0
+
+    span = doc.span(r0, r1)
+    if span is None:
+        return _plain_features(doc, request, r0, r1, selected_lines, selection_tokens)
+
+    local_r0, local_r1 = r0 - span.start_row, r1 - span.start_row
+    root = span.tree.root_node
+    spec = doc.spec
+    assert spec is not None
+    col0 = len(doc.lines[r0][:i0].encode("utf-8"))
+    col1 = len(doc.lines[r1][:i1].encode("utf-8"))
+    at = root.named_descendant_for_point_range((local_r0, col0), (local_r1, col1)) or root
+
+    # Enclosing definitions, innermost first, and nesting depth.
+    enclosing: list[Node] = []
+    depth = 0
+    node: Node | None = at
+    while node is not None:
+        if node.type in spec.definitions:
+            enclosing.append(node)
+        if node.type in spec.blocks or node.type in spec.statements and node != at:
+            depth += 1
+        node = node.parent
+    innermost = enclosing[0] if enclosing else None
+    enclosing_lines = _rows(innermost) if innermost else 0
+
+    # Context the request needs: the innermost definition, or the region around it.
+    if innermost is not None and not selection:
+        context_text = span.text[innermost.start_byte : innermost.end_byte]
+    else:
+        context_text = span.text
+    context_tokens = estimate_tokens(context_text.decode("utf-8", "replace"))
+    if selection:
+        context_tokens = max(context_tokens, selection_tokens)
+
+    definitions_touched = 0
+    nodes_spanned = 0
+    if selection:
+        definitions_touched = _definitions_touched(root, spec.definitions, local_r0, local_r1)
+        container = at
+        while container.parent is not None and not _covers(container, local_r0, local_r1):
+            container = container.parent
+        nodes_spanned = sum(
+            1 for c in container.named_children if _overlaps(c, local_r0, local_r1)
+        ) or 1
+
+    hole: Hole = "selection" if selection else _hole(doc, r0, i0, local_r0, root, spec)
+
+    scope = innermost or root
+    external = _external_identifiers(scope, span.text, doc.language)
+    errors = _errors_near(root, local_r0 - NEAR_ROWS, local_r1 + NEAR_ROWS)
+
+    overhead = PROMPT_OVERHEAD_TOKENS.get(kind, 100)
+    input_tokens = context_tokens + overhead + (selection_tokens if selection else 0)
+    output_tokens = _output_estimate(kind, hole, selection_tokens, enclosing_lines)
+    return Features(
+        kind=kind,
+        language=doc.language,
+        context_tokens=context_tokens,
+        selection_tokens=selection_tokens,
+        selected_lines=selected_lines,
+        definitions_touched=definitions_touched,
+        nodes_spanned=nodes_spanned,
+        hole=hole,
+        nesting_depth=depth,
+        external_identifiers=external,
+        syntax_errors=errors,
+        enclosing_lines=enclosing_lines,
+        estimated_input_tokens=input_tokens,
+        estimated_output_tokens=output_tokens,
+    )
+
+
+def _plain_features(
+    doc: Document, request: Request, r0: int, r1: int, selected_lines: int, selection_tokens: int
+) -> Features:
+    """Text without a grammar (or too large, or binary): scored by size alone."""
+    lo, hi = max(0, r0 - 40), min(doc.line_count - 1, r1 + 40)
+    context = "" if doc.binary else "".join(doc.lines[lo : hi + 1])
+    context_tokens = max(estimate_tokens(context[:200_000]), selection_tokens)
+    kind = request.kind
+    hole: Hole = "selection" if request.is_selection else "line"
+    return Features(
+        kind=kind,
+        language=doc.language,
+        context_tokens=context_tokens,
+        selection_tokens=selection_tokens,
+        selected_lines=selected_lines,
+        definitions_touched=0,
+        nodes_spanned=0,
+        hole=hole,
+        nesting_depth=0,
+        external_identifiers=0,
+        syntax_errors=0,
+        enclosing_lines=0,
+        estimated_input_tokens=context_tokens + PROMPT_OVERHEAD_TOKENS.get(kind, 100),
+        estimated_output_tokens=_output_estimate(kind, hole, selection_tokens, 0),
+    )
+
+
+def _output_estimate(kind: str, hole: Hole, selection_tokens: int, enclosing_lines: int) -> int:
+    if kind in ("inline", "completion"):
+        return OUTPUT_TOKENS.get(hole, 32)
+    if kind == "explain":
+        return 250 + selection_tokens // 10
+    if kind == "docstring":
+        return 80 + selection_tokens // 20
+    return int(selection_tokens * 1.1) + 20 if selection_tokens else 8 * max(enclosing_lines, 4)
+
+
+def _definitions_touched(root: Node, definitions: frozenset[str], r0: int, r1: int) -> int:
+    """Outermost definitions a selection reaches into; 1 inside a single definition."""
+    touched = 0
+    covered = False
+    for node in _walk(root):
+        if node.type not in definitions or not _overlaps(node, r0, r1):
+            continue
+        if _covers(node, r0, r1) and not _inside(node, r0, r1):
+            covered = True
+            continue
+        outer = _parent_definition(node, definitions)
+        if outer is None or not _overlaps(outer, r0, r1) or (
+            _covers(outer, r0, r1) and not _inside(outer, r0, r1)
+        ):
+            touched += 1
+    return touched or int(covered)
+
+
+def _overlaps(node: Node, r0: int, r1: int) -> bool:
+    return node.start_point.row <= r1 and node.end_point.row >= r0
+
+
+def _inside(node: Node, r0: int, r1: int) -> bool:
+    return node.start_point.row >= r0 and node.end_point.row <= r1
+
+
+def _covers(node: Node, r0: int, r1: int) -> bool:
+    return node.start_point.row <= r0 and node.end_point.row >= r1
+
+
+def _parent_definition(node: Node, definitions: frozenset[str]) -> Node | None:
+    parent = node.parent
+    while parent is not None:
+        if parent.type in definitions:
+            return parent
+        parent = parent.parent
+    return None
+
+
+_OPENERS = re.compile(r"(:|\{|=>|\bdo|\bthen)\s*(#.*|//.*)?$")
+
+
+def _hole(doc: Document, row: int, index: int, local_row: int, root: Node, spec: object) -> Hole:
+    """What the completion must write: finish an expression, a line, a block or a body."""
+    line = doc.line_text(row)
+    before = line[:index]
+    if before.strip():
+        return "expression"
+    if line[index:].strip():
+        return "line"
+    # An empty line: look at the code above it (skipping blank lines).
+    above_row = row - 1
+    while above_row >= 0 and not doc.line_text(above_row).strip():
+        above_row -= 1
+    above = doc.line_text(above_row).rstrip() if above_row >= 0 else ""
+    is_docstring_end = above.endswith(('"""', "'''", "*/"))
+    opens = bool(_OPENERS.search(above))
+    definition_above = _definition_header_above(root, local_row - (row - above_row), spec)
+    if definition_above and (opens or is_docstring_end) and not _has_body_below(doc, row):
+        return "body"
+    if opens:
+        return "block"
+    return "line"
+
+
+def _definition_header_above(root: Node, local_row: int, spec: object) -> bool:
+    if local_row < 0:
+        return False
+    node = root.named_descendant_for_point_range((local_row, 0), (local_row, 0))
+    definitions: frozenset[str] = getattr(spec, "definitions", frozenset())
+    while node is not None:
+        if node.type in definitions:
+            return node.start_point.row >= local_row - 12
+        node = node.parent
+    return False
+
+
+def _has_body_below(doc: Document, row: int) -> bool:
+    """True when the next non-blank line is indented deeper than the cursor (an existing body)."""
+    indent = len(doc.line_text(row)) - len(doc.line_text(row).lstrip())
+    for below in range(row + 1, min(doc.line_count, row + 20)):
+        text = doc.line_text(below)
+        if text.strip():
+            return len(text) - len(text.lstrip()) >= indent and not text.strip().startswith(
+                ("}", "def ", "class ", "func ", "fn ")
+            )
+    return False
+
+
+_BINDING_PARENTS = frozenset(
+    {
+        "parameters", "lambda_parameters", "formal_parameters", "parameter_list",
+        "typed_parameter", "default_parameter", "typed_default_parameter",
+        "required_parameter", "optional_parameter", "formal_parameter", "parameter",
+        "parameter_declaration", "function_declarator", "variable_declarator",
+        "short_var_declaration", "let_declaration", "identifier_pattern",
+        "for_statement", "for_in_statement", "pattern_list", "tuple_pattern",
+        "assignment", "augmented_assignment", "import_statement", "import_from_statement",
+        "aliased_import", "dotted_name", "catch_clause", "except_clause",
+        "local_variable_declaration", "init_declarator", "declaration",
+    }
+)
+
+
+def _external_identifiers(scope: Node, source: bytes, language: str) -> int:
+    """Distinct names used in the scope but bound outside it (imports, other definitions)."""
+    used: set[bytes] = set()
+    bound: set[bytes] = set()
+    for node, field_name in _walk_fields(scope):
+        if node.type != "identifier":
+            continue
+        name = source[node.start_byte : node.end_byte]
+        parent = node.parent
+        if parent is not None and (
+            parent.type in _BINDING_PARENTS
+            and (field_name in (None, "name", "left", "pattern", "declarator"))
+            or field_name == "name"
+        ):
+            bound.add(name)
+        else:
+            used.add(name)
+    free = used - bound
+    if language == "python":
+        free = {name for name in free if name.decode("utf-8", "replace") not in _PY_BUILTINS}
+    return len(free)
+
+
+def _errors_near(root: Node, row0: int, row1: int) -> int:
+    if not root.has_error:
+        return 0
+    count = 0
+    for node in _walk(root):
+        if node.end_point.row < row0 or node.start_point.row > row1:
+            continue
+        if node.is_error or node.is_missing:
+            count += 1
+    return count
+
+
+def score(features: Features, weights: dict[str, float] | None = None) -> tuple[float, dict[str, float]]:
+    """The complexity score in [0, 1] and each feature's contribution to it."""
+    w = weights or WEIGHTS
+    parts: dict[str, float] = {}
+    parts["kind"] = w.get(f"kind.{features.kind}", 0.0)
+    parts["hole"] = w.get(f"hole.{features.hole}", 0.0)
+    tokens = max(features.context_tokens, 1)
+    span = math.log(CONTEXT_TOKENS_HIGH / CONTEXT_TOKENS_LOW)
+    parts["context_tokens"] = w["context_tokens"] * _clamp(
+        math.log(max(tokens, CONTEXT_TOKENS_LOW) / CONTEXT_TOKENS_LOW) / span
+    )
+    large = LARGE_SELECTION.get(features.kind, 40)
+    parts["selected_lines"] = w["selected_lines"] * _clamp(features.selected_lines / large)
+    parts["definitions_touched"] = (
+        w["definitions_touched"] if features.definitions_touched >= 2 else 0.0
+    )
+    parts["nesting_depth"] = w["nesting_depth"] * _clamp(features.nesting_depth / 8)
+    parts["external_identifiers"] = w["external_identifiers"] * _clamp(
+        features.external_identifiers / 20
+    )
+    parts["syntax_errors"] = w["syntax_errors"] if features.syntax_errors else 0.0
+    total = _clamp(sum(parts.values()))
+    return round(total, 4), {k: round(v, 4) for k, v in parts.items() if v}
+
+
+def _clamp(value: float) -> float:
+    return 0.0 if value < 0 else 1.0 if value > 1 else value

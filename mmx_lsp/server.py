@@ -1,0 +1,202 @@
+"""The language server: owns the state of one editor session and creates everything once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol, lsp_method
+
+from mmx_lsp import __version__
+
+if TYPE_CHECKING:
+    from mmx_lsp.config import ConfigIssue, Settings
+    from mmx_lsp.documents import Documents
+    from mmx_lsp.routing import Overrides
+
+log = logging.getLogger("mmx_lsp")
+
+# Seconds without edits after which a document's whole tree is brought up to date.
+IDLE_REPARSE_S = 0.5
+
+
+class MmxProtocol(LanguageServerProtocol):
+    """Document sync goes to mmx's own store (lines + trees), not pygls' text workspace.
+
+    pygls' workspace re-splits the whole text on every change; the keystroke path here must
+    not grow with the size of the file.
+    """
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
+    def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams) -> Any:
+        if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_OPEN)) is not None:
+            yield handler, (params,), None
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Any:
+        if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)) is not None:
+            yield handler, (params,), None
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams) -> Any:
+        if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CLOSE)) is not None:
+            yield handler, (params,), None
+
+
+class MmxServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__(
+            "mmx-lsp",
+            __version__,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            protocol_cls=MmxProtocol,
+        )
+        self._documents: Documents | None = None
+        self._overrides: Overrides | None = None
+        self._settings: Settings | None = None
+        self.init_options: Any = None
+        self.lsp_settings: Any = None
+        self.roots: list[Path] = []
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.spent_today = Decimal(0)
+        self.verdicts: dict[str, str] = {}
+        self._idle: dict[str, asyncio.TimerHandle] = {}
+
+    # -------------------------------------------------------------- state, created lazily
+
+    @property
+    def documents(self) -> Documents:
+        if self._documents is None:
+            from mmx_lsp.documents import Documents
+
+            self._documents = Documents()
+        return self._documents
+
+    @property
+    def overrides(self) -> Overrides:
+        if self._overrides is None:
+            from mmx_lsp.routing import Overrides
+
+            self._overrides = Overrides()
+        return self._overrides
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self.reload_settings()
+        assert self._settings is not None
+        return self._settings
+
+    def reload_settings(self, lsp_settings: Any = None, *, pushed: bool = False) -> None:
+        """Merge every source; report problems; keep the last good LSP settings."""
+        from mmx_lsp import config
+
+        sources, issues = config.file_sources(self.roots)
+        if self.init_options is not None:
+            sources.append(config.Source("initializationOptions", self._mapping(self.init_options)))
+        candidate = self.lsp_settings
+        if pushed:
+            candidate = lsp_settings
+        if candidate is not None:
+            sources.append(config.Source("settings", self._mapping(candidate)))
+        loaded = config.load(sources)
+        issues.extend(loaded.issues)
+        rejected = any(i.source == "settings" and i.severity == "error" for i in loaded.issues)
+        if pushed and rejected and self._settings is not None:
+            # Keep the last valid settings in force; tell the user what was wrong.
+            self.report_config(issues)
+            return
+        if pushed and not rejected:
+            self.lsp_settings = candidate
+        self._settings = loaded.settings
+        self.report_config(issues)
+
+    @staticmethod
+    def _mapping(value: Any) -> Any:
+        if isinstance(value, dict):
+            return value
+        if value is None:
+            return {}
+        return value  # config.load reports "expected a table of settings"
+
+    def report_config(self, issues: list[ConfigIssue]) -> None:
+        for issue in issues:
+            text = str(issue)
+            if issue.severity == "error":
+                log.error("%s", text)
+                self.show(text, types.MessageType.Error)
+            else:
+                log.warning("%s", text)
+                self.log_to_client(text, types.MessageType.Warning)
+
+    # -------------------------------------------------------------- talking to the editor
+
+    def show(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
+        try:
+            self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+        except Exception:  # the transport may already be closed at shutdown
+            log.debug("could not show message", exc_info=True)
+
+    def log_to_client(self, message: str, kind: types.MessageType = types.MessageType.Log) -> None:
+        try:
+            self.window_log_message(types.LogMessageParams(type=kind, message=message))
+        except Exception:
+            log.debug("could not log to client", exc_info=True)
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Internals go to the log only; the user gets a short message they can act on."""
+        log.error("internal error (%s): %s", getattr(source, "__name__", source), error, exc_info=error)
+        from pygls.exceptions import FeatureRequestError
+
+        if source is FeatureRequestError:
+            return
+        self.show("mmx-lsp hit an internal error; the log has details (mmx: show log).",
+                  types.MessageType.Error)
+
+    # -------------------------------------------------------------- background work
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self.tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("background task %s failed", name, exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    def schedule_reparse(self, uri: str) -> None:
+        """Bring the whole tree up to date once typing pauses (off the keystroke path)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        handle = self._idle.pop(uri, None)
+        if handle is not None:
+            handle.cancel()
+
+        def reparse() -> None:
+            self._idle.pop(uri, None)
+            doc = self.documents.get(uri)
+            if doc is not None and doc.has_tree:
+                doc.tree()
+
+        self._idle[uri] = loop.call_later(IDLE_REPARSE_S, reparse)
+
+
+def create_server() -> MmxServer:
+    """A fresh server with every feature registered (one per test, one per process)."""
+    server = MmxServer()
+    from mmx_lsp.features import code_actions, commands, completions, lifecycle, sync
+
+    for feature in (lifecycle, sync, completions, code_actions, commands):
+        feature.register(server)
+    return server
