@@ -1,0 +1,32 @@
+--- The mmx-lsp server as a Neovim 0.11+ `vim.lsp.Config`: `vim.lsp.enable('mmx')` works with
+--- this alone; `require('mmx').setup()` fills in the options on top of it.
+local defaults = require('mmx.config').defaults
+
+---@type vim.lsp.Config
+return {
+  cmd = { 'mmx-lsp' },
+  filetypes = defaults.filetypes,
+  root_markers = defaults.root_markers,
+  capabilities = {
+    textDocument = {
+      inlineCompletion = { dynamicRegistration = false },
+    },
+  },
+  handlers = {
+    ['mmx/status'] = function(...)
+      return require('mmx.status').handler(...)
+    end,
+    ['mmx/explanation'] = function(...)
+      return require('mmx.commands').explanation_handler(...)
+    end,
+    ['window/logMessage'] = function(...)
+      return require('mmx.status').log_message_handler(...)
+    end,
+  },
+  on_attach = function(client, bufnr)
+    require('mmx').on_attach(client, bufnr)
+  end,
+  on_exit = function(code, signal, client_id)
+    require('mmx').on_exit(code, signal, client_id)
+  end,
+}
