@@ -1,0 +1,236 @@
+--- A small harness for scenario scripts run as `nvim --headless --clean -c 'luafile X.lua'`:
+--- the scenario runs in a coroutine so that typed keys are processed between its steps.
+local M = {}
+
+M.env = {
+  plugin = assert(os.getenv('MMX_TEST_PLUGIN'), 'MMX_TEST_PLUGIN is not set'),
+  server = vim.json.decode(os.getenv('MMX_TEST_SERVER_CMD') or '["mmx-lsp"]'),
+  stub_url = os.getenv('MMX_TEST_STUB_URL') or 'http://127.0.0.1:9/v1',
+  workdir = os.getenv('MMX_TEST_WORKDIR') or vim.fn.getcwd(),
+  timeout_ms = tonumber(os.getenv('MMX_TEST_TIMEOUT_MS') or '60000'),
+}
+
+---@type {message: string, level: integer}[]
+M.notifications = {}
+
+---@param fmt string
+function M.log(fmt, ...)
+  io.stderr:write(('[%s] '):format(os.date('%H:%M:%S')) .. fmt:format(...) .. '\n')
+end
+
+local finished = false
+
+---@param msg string
+function M.fail(msg)
+  if finished then
+    return
+  end
+  finished = true
+  M.log('FAIL: %s', msg)
+  for _, n in ipairs(M.notifications) do
+    M.log('  notification [%d] %s', n.level, n.message)
+  end
+  local ok, status = pcall(require, 'mmx.status')
+  if ok then
+    for _, e in ipairs(status.entries) do
+      M.log('  mmx log [%d] %s', e.level, e.message)
+    end
+  end
+  vim.cmd('cq')
+end
+
+---@param name string
+function M.pass(name)
+  if finished then
+    return
+  end
+  finished = true
+  M.log('PASS: %s', name)
+  vim.cmd('qa!')
+end
+
+--- Suspends the scenario for `ms` milliseconds while Neovim runs.
+---@param ms integer
+function M.sleep(ms)
+  local co = assert(coroutine.running(), 'sleep outside a scenario')
+  vim.defer_fn(function()
+    local ok, err = coroutine.resume(co)
+    if not ok then
+      M.fail(debug.traceback(co, err))
+    end
+  end, ms)
+  coroutine.yield()
+end
+
+--- Waits until `pred()` is truthy; fails the scenario with `what` after `ms`.
+---@param ms integer
+---@param pred fun(): any
+---@param what string
+---@return any
+function M.wait(ms, pred, what)
+  local deadline = vim.uv.now() + ms
+  while true do
+    local v = pred()
+    if v then
+      return v
+    end
+    if vim.uv.now() > deadline then
+      error('timed out waiting for ' .. what, 2)
+    end
+    M.sleep(20)
+  end
+end
+
+---@param cond any
+---@param msg string
+function M.ok(cond, msg)
+  if not cond then
+    error('assertion failed: ' .. msg, 2)
+  end
+end
+
+---@param got any
+---@param want any
+---@param msg string
+function M.eq(got, want, msg)
+  if not vim.deep_equal(got, want) then
+    error(('%s: expected %s, got %s'):format(msg, vim.inspect(want), vim.inspect(got)), 2)
+  end
+end
+
+--- Types keys as a user would (processed by Neovim's input loop).
+---@param keys string
+function M.feed(keys)
+  vim.api.nvim_input(keys)
+  M.sleep(40)
+end
+
+--- The first notification whose message matches `pattern`.
+---@param pattern string
+---@return {message: string, level: integer}?
+function M.notified(pattern)
+  for _, n in ipairs(M.notifications) do
+    if n.message:find(pattern) then
+      return n
+    end
+  end
+end
+
+--- Puts the plugin on 'runtimepath' as a plugin manager would and loads plugin/.
+function M.load_plugin()
+  vim.opt.runtimepath:prepend(M.env.plugin)
+  vim.cmd.runtime('plugin/mmx.lua')
+end
+
+--- Settings for the real server, pointing both tiers at the loopback stub.
+---@return table
+function M.settings()
+  return {
+    providers = { stub = { base_url = M.env.stub_url, api_key_env = 'MMX_STUB_KEY' } },
+    tiers = {
+      cheap = { provider = 'stub', model = 'stub-cheap', input_usd_per_mtok = 0.25, output_usd_per_mtok = 2.0 },
+      premium = { provider = 'stub', model = 'stub-premium', input_usd_per_mtok = 5.0, output_usd_per_mtok = 20.0 },
+    },
+    cache = { backend = 'disk' },
+  }
+end
+
+--- Default options for `require('mmx').setup()` in the scenarios.
+---@param extra? table
+---@return table
+function M.opts(extra)
+  local server = { path = M.env.server[1], args = vim.list_slice(M.env.server, 2) }
+  return vim.tbl_deep_extend('force', { server = server, settings = M.settings() }, extra or {})
+end
+
+--- Writes `lines` to a file in the work dir and opens it.
+---@param name string
+---@param lines string[]
+---@return integer bufnr
+function M.open(name, lines)
+  local path = M.env.workdir .. '/' .. name
+  vim.fn.writefile(lines, path)
+  vim.cmd.edit(vim.fn.fnameescape(path))
+  return vim.api.nvim_get_current_buf()
+end
+
+--- Waits for the mmx client to attach to `bufnr` and finish initializing.
+---@param bufnr integer
+---@return vim.lsp.Client
+function M.attached(bufnr)
+  return M.wait(20000, function()
+    local c = vim.lsp.get_clients({ name = 'mmx', bufnr = bufnr })[1]
+    return c and c.initialized and c
+  end, 'the mmx client to attach')
+end
+
+--- Runs a server command synchronously from the scenario.
+---@param client vim.lsp.Client
+---@param command string
+---@param args table
+---@return any result
+function M.execute(client, command, args)
+  local done, result, err = false, nil, nil
+  client:request('workspace/executeCommand', { command = command, arguments = { args } }, function(e, r)
+    done, result, err = true, r, e
+  end)
+  M.wait(10000, function()
+    return done
+  end, command)
+  if err then
+    error(command .. ' failed: ' .. vim.inspect(err), 2)
+  end
+  return result
+end
+
+--- The ghost text drawn in a buffer (either namespace), as one string, or nil.
+---@param bufnr integer
+---@return string?
+function M.ghost_text(bufnr)
+  local namespaces = vim.api.nvim_get_namespaces()
+  for _, name in ipairs({ 'mmx.inline', 'nvim.lsp.inline_completion' }) do
+    local ns = namespaces[name]
+    if ns then
+      for _, mark in ipairs(vim.api.nvim_buf_get_extmarks(bufnr, ns, 0, -1, { details = true })) do
+        local parts = {}
+        for _, chunk in ipairs(mark[4].virt_text or {}) do
+          table.insert(parts, chunk[1])
+        end
+        for _, line in ipairs(mark[4].virt_lines or {}) do
+          table.insert(parts, '\n')
+          for _, chunk in ipairs(line) do
+            table.insert(parts, chunk[1])
+          end
+        end
+        local text = table.concat(parts)
+        if text ~= '' then
+          return text
+        end
+      end
+    end
+  end
+  return nil
+end
+
+--- Runs a scenario; exits 0 when it returns, 1 on any error or after the timeout.
+---@param name string
+---@param fn fun()
+function M.run(name, fn)
+  vim.notify = function(msg, level)
+    table.insert(M.notifications, { message = tostring(msg), level = level or vim.log.levels.INFO })
+    M.log('notify [%s] %s', tostring(level), tostring(msg))
+  end
+  vim.defer_fn(function()
+    M.fail(('%s: no result after %d ms'):format(name, M.env.timeout_ms))
+  end, M.env.timeout_ms)
+  local co = coroutine.create(function()
+    fn()
+    M.pass(name)
+  end)
+  local ok, err = coroutine.resume(co)
+  if not ok then
+    M.fail(debug.traceback(co, err))
+  end
+end
+
+return M

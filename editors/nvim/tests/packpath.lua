@@ -1,0 +1,40 @@
+--- The plugin installed as a plain package ('packpath', `:packadd`), without a plugin manager.
+local t = dofile(vim.env.MMX_TEST_PLUGIN .. '/tests/helpers.lua')
+
+t.run('packpath', function()
+  local pack = t.env.workdir .. '/site'
+  vim.fn.mkdir(pack .. '/pack/mmx/opt', 'p')
+  -- A copy, as a user would make one (and :helptags must not write into the checkout).
+  local out = vim.fn.system({ 'cp', '-R', t.env.plugin, pack .. '/pack/mmx/opt/mmx' })
+  t.eq(vim.v.shell_error, 0, 'copy the plugin: ' .. out)
+  vim.opt.packpath:prepend(pack)
+  t.eq(vim.fn.exists(':Mmx'), 0, 'no :Mmx before :packadd')
+  vim.cmd.packadd('mmx')
+  t.eq(vim.fn.exists(':Mmx'), 2, ':Mmx defined by plugin/mmx.lua')
+
+  -- lsp/mmx.lua is found on the runtimepath as a vim.lsp.Config.
+  local cfg = vim.lsp.config.mmx
+  t.ok(cfg, 'vim.lsp.config.mmx resolves')
+  t.eq(cfg.cmd, { 'mmx-lsp' }, 'default cmd')
+  t.ok(vim.list_contains(cfg.filetypes, 'python'), 'python among the filetypes')
+  t.ok(type(cfg.handlers['mmx/status']) == 'function', 'mmx/status handler')
+  t.ok(vim.startswith(vim.api.nvim_get_runtime_file('lsp/mmx.lua', false)[1], pack), 'lsp/mmx.lua from the package')
+
+  -- Every module loads; the help file has tags.
+  for _, mod in ipairs({ 'mmx', 'mmx.config', 'mmx.status', 'mmx.inline', 'mmx.commands', 'mmx.health' }) do
+    local ok, err = pcall(require, mod)
+    t.ok(ok, mod .. ' loads: ' .. tostring(err))
+  end
+  vim.cmd.helptags(vim.fn.fnameescape(t.env.workdir .. '/site/pack/mmx/opt/mmx/doc'))
+  vim.cmd.help('mmx')
+  t.eq(vim.bo.filetype, 'help', ':help mmx opens')
+  vim.cmd.help('mmx-options')
+  vim.cmd.help('mmx-statusline')
+  vim.cmd.help(':Mmx')
+  vim.cmd.close()
+
+  -- Completion of the command.
+  t.eq(require('mmx').complete('', 'Mmx tier '), { 'premium', 'cheap', 'auto' }, 'tier completion')
+  t.eq(require('mmx').complete('s', 'Mmx tier premium s'), { 'session' }, 'scope completion')
+  t.ok(vim.list_contains(require('mmx').complete('', 'Mmx '), 'explain'), 'subcommand completion')
+end)

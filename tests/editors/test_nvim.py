@@ -1,0 +1,151 @@
+"""The Neovim plugin (editors/nvim) driven in a real headless Neovim, against the real server.
+
+Each test runs one scenario script from editors/nvim/tests/ in Neovim 0.11.4 (ghost text drawn
+by the plugin) and in a 0.12 development build (Neovim's own vim.lsp.inline_completion).
+Install both with scripts/install-nvim.sh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.editors
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN = REPO / "editors" / "nvim"
+SCENARIOS = PLUGIN / "tests"
+NVIM_DIR = REPO / ".cache" / "nvim"
+STUB = REPO / "tests" / "support" / "openai_stub.py"
+STUB_REPLY = "return a + b"
+SERVER_CMD = [sys.executable, "-m", "mmx_lsp"]
+
+BUILDS = [
+    pytest.param("0.11", id="nvim-0.11"),
+    pytest.param("0.12", id="nvim-0.12"),
+]
+
+
+def _binary(build: str) -> Path:
+    path = NVIM_DIR / build / "bin" / "nvim"
+    if not path.exists():
+        pytest.fail(
+            f"Neovim {build} not found at {path}: run scripts/install-nvim.sh first",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(params=BUILDS)
+def nvim(request: pytest.FixtureRequest) -> Path:
+    return _binary(request.param)
+
+
+@pytest.fixture(scope="module")
+def stub_url() -> Iterator[str]:
+    """The loopback OpenAI-compatible server, answering every request with STUB_REPLY."""
+    proc = subprocess.Popen(
+        [sys.executable, str(STUB), "--port", "0", "--reply", STUB_REPLY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http://127.0.0.1:"):
+        proc.kill()
+        pytest.fail(f"the OpenAI stub did not start (first line: {url!r})")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def run_scenario(
+    nvim: Path,
+    name: str,
+    tmp_path: Path,
+    stub_url: str = "http://127.0.0.1:9/v1",
+    server_cmd: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 90,
+) -> str:
+    """Runs editors/nvim/tests/NAME.lua in a headless Neovim; fails with its output unless it passes."""
+    script = SCENARIOS / f"{name}.lua"
+    assert script.exists(), script
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    full_env = dict(os.environ)
+    for var in ("CONFIG", "CACHE", "DATA", "STATE"):
+        d = tmp_path / f"xdg-{var.lower()}"
+        d.mkdir(exist_ok=True)
+        full_env[f"XDG_{var}_HOME"] = str(d)
+    full_env.update(
+        {
+            "MMX_TEST_PLUGIN": str(PLUGIN),
+            "MMX_TEST_SERVER_CMD": json.dumps(server_cmd or SERVER_CMD),
+            "MMX_TEST_STUB_URL": stub_url,
+            "MMX_TEST_WORKDIR": str(work),
+            "MMX_TEST_TIMEOUT_MS": str(int((timeout_s - 10) * 1000)),
+            "MMX_STUB_KEY": "sk-test-not-a-secret-4242",
+        }
+    )
+    full_env.update(env or {})
+    try:
+        proc = subprocess.run(
+            [str(nvim), "--headless", "--clean", "-c", f"luafile {script}"],
+            cwd=work,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        err = (exc.stderr or b"").decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        pytest.fail(f"{name}: Neovim did not exit in {timeout_s} s\n{out}\n{err}", pytrace=False)
+    output = f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    if proc.returncode != 0:
+        pytest.fail(f"{name}: exit code {proc.returncode}\n{output}", pytrace=False)
+    return output
+
+
+# --- options, installation, faults that need no model call ------------------------------------
+
+
+def test_options_of_the_wrong_type_are_reported_and_editing_goes_on(
+    nvim: Path, tmp_path: Path
+) -> None:
+    run_scenario(nvim, "bad_options", tmp_path)
+
+
+def test_plugin_loads_from_a_plain_packpath(nvim: Path, tmp_path: Path) -> None:
+    run_scenario(nvim, "packpath", tmp_path)
+
+
+def test_malformed_status_is_ignored_with_a_warning(nvim: Path, tmp_path: Path) -> None:
+    run_scenario(nvim, "malformed_status", tmp_path)
+
+
+def test_missing_server_is_reported_and_editing_goes_on(nvim: Path, tmp_path: Path) -> None:
+    run_scenario(nvim, "server_missing", tmp_path)
+
+
+def test_lua_sources_are_stylua_formatted() -> None:
+    stylua = NVIM_DIR / "stylua" / "node_modules" / ".bin" / "stylua"
+    if not stylua.exists():
+        found = shutil.which("stylua")
+        if not found:
+            pytest.fail("stylua not found: run scripts/install-nvim.sh first", pytrace=False)
+        stylua = Path(found)
+    proc = subprocess.run(
+        [str(stylua), "--check", "."], cwd=PLUGIN, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
