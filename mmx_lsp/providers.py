@@ -386,9 +386,11 @@ class Providers:
             stream: openai.AsyncStream[Any]
             if request.api == "chat":
                 reasoning = bool(_REASONING_MODEL.match(model.rsplit("/", 1)[-1]))
+                # Plain role/content dicts; the SDK's TypedDict union is too narrow for them.
+                messages: Any = request.messages or []
                 stream = await client.chat.completions.create(
                     model=model,
-                    messages=request.messages or [],  # type: ignore[arg-type]
+                    messages=messages,
                     max_tokens=openai.omit if reasoning else request.max_tokens,
                     max_completion_tokens=request.max_tokens if reasoning else openai.omit,
                     temperature=openai.omit if reasoning else request.temperature,
