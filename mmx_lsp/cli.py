@@ -29,8 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="print the routing decision for a place in a file")
     explain.add_argument("location", help="FILE:LINE[:COL] (1-based line and column)")
     explain.add_argument("--to", metavar="LINE[:COL]", help="end of a selection (1-based)")
-    explain.add_argument("--kind", choices=KINDS, help="request kind (default: inline, or "
-                         "refactor with --to)")
+    explain.add_argument(
+        "--kind", choices=KINDS, help="request kind (default: inline, or refactor with --to)"
+    )
     explain.add_argument("--language", help="languageId (default: from the file name)")
     explain.add_argument("--json", action="store_true", help="print the Decision as JSON")
 
@@ -45,8 +46,10 @@ def _parser() -> argparse.ArgumentParser:
 def _setup_logging(verbose: int, log_file: Path | None) -> None:
     level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
     handler: logging.Handler
-    handler = logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler(
-        sys.stderr
+    handler = (
+        logging.FileHandler(log_file, encoding="utf-8")
+        if log_file
+        else logging.StreamHandler(sys.stderr)
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -112,9 +112,7 @@ def threshold(settings: Settings, spent_today: Decimal) -> float:
 
 def estimate(settings: Settings, features: Features) -> dict[str, Decimal]:
     usage = Usage(features.estimated_input_tokens, features.estimated_output_tokens)
-    return {
-        name: cost_usd(usage, price_for(tier)) for name, tier in sorted(settings.tiers.items())
-    }
+    return {name: cost_usd(usage, price_for(tier)) for name, tier in sorted(settings.tiers.items())}
 
 
 def rule_matches(rule: Rule, features: Features, path: str, score: float) -> bool:
@@ -143,7 +141,7 @@ def rule_matches(rule: Rule, features: Features, path: str, score: float) -> boo
     for bound, value, is_min in checks:
         if bound is None:
             continue
-        if is_min and value < bound or not is_min and value > bound:
+        if (is_min and value < bound) or (not is_min and value > bound):
             return False
     return True
 
@@ -159,9 +157,15 @@ def describe(features: Features) -> str:
             "body": "whole-body completion",
         }.get(features.hole, "completion")
         return f"{what}, {features.context_tokens} context tokens"
-    noun = {"refactor": "refactor", "fix": "fix", "explain": "explanation",
-            "docstring": "docstring"}[kind]
-    parts = [f"{noun} of {features.selected_lines} line{'s' if features.selected_lines != 1 else ''}"]
+    noun = {
+        "refactor": "refactor",
+        "fix": "fix",
+        "explain": "explanation",
+        "docstring": "docstring",
+    }[kind]
+    parts = [
+        f"{noun} of {features.selected_lines} line{'s' if features.selected_lines != 1 else ''}"
+    ]
     if features.definitions_touched >= 2:
         parts.append(f"spanning {features.definitions_touched} definitions")
     parts.append(f"{features.context_tokens} context tokens")
@@ -187,13 +191,17 @@ def route(
     if override is not None:
         tier, scope = override
         override_text = scope
-        reason = f"{what}; {tier} because you chose it ({'this file' if scope == 'document' else scope})"
+        reason = (
+            f"{what}; {tier} because you chose it ({'this file' if scope == 'document' else scope})"
+        )
     else:
         for index, rule in enumerate(settings.routing.rules):
             if rule_matches(rule, features, path, score):
                 tier = rule.tier
                 rule_json = {"index": index, **rule.model_dump(mode="json", exclude_none=True)}
-                rule_json["when"] = {k: v for k, v in rule_json.get("when", {}).items() if v is not None}
+                rule_json["when"] = {
+                    k: v for k, v in rule_json.get("when", {}).items() if v is not None
+                }
                 reason = f"{what}; rule {index + 1} sends it to {tier}"
                 break
         else:
@@ -201,7 +209,9 @@ def route(
             relation = "above" if tier == "premium" else "at or below"
             reason = f"{what}; score {score:.2f} {relation} threshold {limit:.2f}"
             if limit > settings.routing.premium_above:
-                reason += f" (raised from {settings.routing.premium_above:.2f}: near today's budget)"
+                reason += (
+                    f" (raised from {settings.routing.premium_above:.2f}: near today's budget)"
+                )
     budget = settings.routing.daily_budget_usd
     cache_only = bool(
         budget is not None and settings.routing.cache_only_over_budget and spent_today >= budget

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from tree_sitter import Node
 
-    from mmx_lsp.documents import Document, Span
+    from mmx_lsp.documents import Document
 
 Hole = Literal["expression", "line", "block", "body", "selection"]
 
@@ -170,7 +170,7 @@ def measure(doc: Document, request: Request) -> Features:
     while node is not None:
         if node.type in spec.definitions:
             enclosing.append(node)
-        if node.type in spec.blocks or node.type in spec.statements and node != at:
+        if node.type in spec.blocks or (node.type in spec.statements and node != at):
             depth += 1
         node = node.parent
     innermost = enclosing[0] if enclosing else None
@@ -192,9 +192,9 @@ def measure(doc: Document, request: Request) -> Features:
         container = at
         while container.parent is not None and not _covers(container, local_r0, local_r1):
             container = container.parent
-        nodes_spanned = sum(
-            1 for c in container.named_children if _overlaps(c, local_r0, local_r1)
-        ) or 1
+        nodes_spanned = (
+            sum(1 for c in container.named_children if _overlaps(c, local_r0, local_r1)) or 1
+        )
 
     hole: Hole = "selection" if selection else _hole(doc, r0, i0, local_r0, root, spec)
 
@@ -271,8 +271,10 @@ def _definitions_touched(root: Node, definitions: frozenset[str], r0: int, r1: i
             covered = True
             continue
         outer = _parent_definition(node, definitions)
-        if outer is None or not _overlaps(outer, r0, r1) or (
-            _covers(outer, r0, r1) and not _inside(outer, r0, r1)
+        if (
+            outer is None
+            or not _overlaps(outer, r0, r1)
+            or (_covers(outer, r0, r1) and not _inside(outer, r0, r1))
         ):
             touched += 1
     return touched or int(covered)
@@ -351,15 +353,38 @@ def _has_body_below(doc: Document, row: int) -> bool:
 
 _BINDING_PARENTS = frozenset(
     {
-        "parameters", "lambda_parameters", "formal_parameters", "parameter_list",
-        "typed_parameter", "default_parameter", "typed_default_parameter",
-        "required_parameter", "optional_parameter", "formal_parameter", "parameter",
-        "parameter_declaration", "function_declarator", "variable_declarator",
-        "short_var_declaration", "let_declaration", "identifier_pattern",
-        "for_statement", "for_in_statement", "pattern_list", "tuple_pattern",
-        "assignment", "augmented_assignment", "import_statement", "import_from_statement",
-        "aliased_import", "dotted_name", "catch_clause", "except_clause",
-        "local_variable_declaration", "init_declarator", "declaration",
+        "parameters",
+        "lambda_parameters",
+        "formal_parameters",
+        "parameter_list",
+        "typed_parameter",
+        "default_parameter",
+        "typed_default_parameter",
+        "required_parameter",
+        "optional_parameter",
+        "formal_parameter",
+        "parameter",
+        "parameter_declaration",
+        "function_declarator",
+        "variable_declarator",
+        "short_var_declaration",
+        "let_declaration",
+        "identifier_pattern",
+        "for_statement",
+        "for_in_statement",
+        "pattern_list",
+        "tuple_pattern",
+        "assignment",
+        "augmented_assignment",
+        "import_statement",
+        "import_from_statement",
+        "aliased_import",
+        "dotted_name",
+        "catch_clause",
+        "except_clause",
+        "local_variable_declaration",
+        "init_declarator",
+        "declaration",
     }
 )
 
@@ -374,8 +399,10 @@ def _external_identifiers(scope: Node, source: bytes, language: str) -> int:
         name = source[node.start_byte : node.end_byte]
         parent = node.parent
         if parent is not None and (
-            parent.type in _BINDING_PARENTS
-            and (field_name in (None, "name", "left", "pattern", "declarator"))
+            (
+                parent.type in _BINDING_PARENTS
+                and (field_name in (None, "name", "left", "pattern", "declarator"))
+            )
             or field_name == "name"
         ):
             bound.add(name)
@@ -399,7 +426,9 @@ def _errors_near(root: Node, row0: int, row1: int) -> int:
     return count
 
 
-def score(features: Features, weights: dict[str, float] | None = None) -> tuple[float, dict[str, float]]:
+def score(
+    features: Features, weights: dict[str, float] | None = None
+) -> tuple[float, dict[str, float]]:
     """The complexity score in [0, 1] and each feature's contribution to it."""
     w = weights or WEIGHTS
     parts: dict[str, float] = {}

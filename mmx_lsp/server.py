@@ -151,13 +151,17 @@ class MmxServer(LanguageServer):
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Internals go to the log only; the user gets a short message they can act on."""
-        log.error("internal error (%s): %s", getattr(source, "__name__", source), error, exc_info=error)
+        log.error(
+            "internal error (%s): %s", getattr(source, "__name__", source), error, exc_info=error
+        )
         from pygls.exceptions import FeatureRequestError
 
         if source is FeatureRequestError:
             return
-        self.show("mmx-lsp hit an internal error; the log has details (mmx: show log).",
-                  types.MessageType.Error)
+        self.show(
+            "mmx-lsp hit an internal error; the log has details (mmx: show log).",
+            types.MessageType.Error,
+        )
 
     # -------------------------------------------------------------- background work
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 
 from mmx_lsp.features import shared
+from mmx_lsp.server import MmxServer  # a runtime import: pygls reads the handlers' hints
 
 if TYPE_CHECKING:
     from mmx_lsp.documents import Document

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lsprotocol import types
 
 from mmx_lsp.features import shared
-
-if TYPE_CHECKING:
-    from mmx_lsp.server import MmxServer
+from mmx_lsp.server import MmxServer  # a runtime import: pygls reads the handlers' hints
 
 log = logging.getLogger("mmx_lsp")
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
 from mmx_lsp.features import shared
-
-if TYPE_CHECKING:
-    from mmx_lsp.server import MmxServer
+from mmx_lsp.server import MmxServer  # a runtime import: pygls reads the handlers' hints
 
 log = logging.getLogger("mmx_lsp")
 
@@ -22,9 +19,7 @@ def register(server: MmxServer) -> None:
     ) -> types.InlineCompletionList | None:
         return await suggest(ls, params.text_document.uri, params.position, "inline")
 
-    @server.feature(
-        types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[])
-    )
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[]))
     async def completion(ls: MmxServer, params: types.CompletionParams) -> types.CompletionList:
         await suggest(ls, params.text_document.uri, params.position, "completion")
         return types.CompletionList(is_incomplete=True, items=[])
@@ -37,6 +32,11 @@ async def suggest(
     if doc is None or shared.excluded(ls, doc):
         return types.InlineCompletionList(items=[])
     decision = shared.decide(ls, doc, kind, position)
-    log.info("%s routed to %s (%s): %s — no model call made yet", kind, decision.tier,
-             decision.model, decision.reason)
+    log.info(
+        "%s routed to %s (%s): %s — no model call made yet",
+        kind,
+        decision.tier,
+        decision.model,
+        decision.reason,
+    )
     return types.InlineCompletionList(items=[])

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lsprotocol import types
 
-if TYPE_CHECKING:
-    from mmx_lsp.server import MmxServer
+from mmx_lsp.server import MmxServer  # a runtime import: pygls reads the handlers' hints
 
 log = logging.getLogger("mmx_lsp")
 

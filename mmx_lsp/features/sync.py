@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-if TYPE_CHECKING:
-    from mmx_lsp.server import MmxServer
+from mmx_lsp.server import MmxServer  # a runtime import: pygls reads the handlers' hints
 
 log = logging.getLogger("mmx_lsp")
 
@@ -19,8 +17,10 @@ def register(server: MmxServer) -> None:
         item = params.text_document
         doc = ls.documents.open(item.uri, item.language_id, item.version, item.text)
         if doc.spec is None:
-            why = "binary content" if doc.binary else (
-                "too large to parse" if doc.size_bytes > 4 * 1024 * 1024 else "no grammar"
+            why = (
+                "binary content"
+                if doc.binary
+                else ("too large to parse" if doc.size_bytes > 4 * 1024 * 1024 else "no grammar")
             )
             log.info("%s (%s): %s, scored by size only", item.uri, item.language_id, why)
 
@@ -35,8 +35,9 @@ def register(server: MmxServer) -> None:
         for change in params.content_changes:
             if isinstance(change, types.TextDocumentContentChangePartial):
                 start, end = change.range.start, change.range.end
-                doc.apply((start.line, start.character), (end.line, end.character),
-                          change.text, version)
+                doc.apply(
+                    (start.line, start.character), (end.line, end.character), change.text, version
+                )
             else:
                 doc.replace_all(change.text, version)
         ls.schedule_reparse(uri)
