@@ -138,6 +138,39 @@ def test_missing_server_is_reported_and_editing_goes_on(nvim: Path, tmp_path: Pa
     run_scenario(nvim, "server_missing", tmp_path)
 
 
+# --- against the real server: routing, overrides, health, faults ----------------------------
+
+
+def test_checkhealth_runs_clean_with_the_server_attached(
+    nvim: Path, tmp_path: Path, stub_url: str
+) -> None:
+    run_scenario(nvim, "checkhealth", tmp_path, stub_url)
+
+
+def test_tier_command_overrides_the_route_and_explain_shows_it(
+    nvim: Path, tmp_path: Path, stub_url: str
+) -> None:
+    run_scenario(nvim, "tier_command", tmp_path, stub_url)
+
+
+def test_code_actions_show_tier_and_cost_and_override_the_tier(
+    nvim: Path, tmp_path: Path, stub_url: str
+) -> None:
+    run_scenario(nvim, "code_actions", tmp_path, stub_url)
+
+
+def test_settings_changes_reach_the_running_server(
+    nvim: Path, tmp_path: Path, stub_url: str
+) -> None:
+    run_scenario(nvim, "settings_change", tmp_path, stub_url)
+
+
+def test_server_crash_is_reported_and_editing_goes_on(
+    nvim: Path, tmp_path: Path, stub_url: str
+) -> None:
+    run_scenario(nvim, "server_crash", tmp_path, stub_url)
+
+
 def test_lua_sources_are_stylua_formatted() -> None:
     stylua = NVIM_DIR / "stylua" / "node_modules" / ".bin" / "stylua"
     if not stylua.exists():

@@ -90,8 +90,9 @@ end
 ---@param signal integer
 ---@param client_id integer
 function M.on_exit(code, signal, client_id)
-  local inline = require('mmx.inline')
+  -- Called in a fast event: everything waits for the main loop.
   vim.schedule(function()
+    local inline = require('mmx.inline')
     for bufnr, st in pairs(inline.states) do
       if st.client_id == client_id then
         inline.detach(bufnr)

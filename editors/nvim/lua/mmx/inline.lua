@@ -327,32 +327,55 @@ function M.dismiss(bufnr)
   return true
 end
 
+--- What `key` did before the buffer mapping, as the keys an `expr` mapping returns: the
+--- global mapping if there is one (0.11's snippet-jumping <Tab>, a completion plugin's), else
+--- the key itself.
+---@param key string
+---@return fun(): string
+local function fallback(key)
+  local prev = vim.fn.maparg(key, 'i', false, true)
+  if type(prev) ~= 'table' or vim.tbl_isempty(prev) or prev.buffer == 1 then
+    return function()
+      return key
+    end
+  end
+  return function()
+    if prev.callback then
+      local ret = prev.callback()
+      return prev.expr == 1 and type(ret) == 'string' and ret or ''
+    end
+    if prev.expr == 1 then
+      return vim.api.nvim_eval(prev.rhs)
+    end
+    return prev.rhs or key
+  end
+end
+
+---@param bufnr integer
+---@param key string
+---@param action fun(bufnr: integer): boolean
+---@param desc string
+local function map_key(bufnr, key, action, desc)
+  local otherwise = fallback(key)
+  vim.keymap.set('i', key, function()
+    if M.visible(bufnr) then
+      vim.schedule(function()
+        action(bufnr)
+      end)
+      return ''
+    end
+    return otherwise()
+  end, { buffer = bufnr, expr = true, desc = desc })
+end
+
 ---@param bufnr integer
 local function map_keys(bufnr)
   local inline = config.values.inline
   if inline.accept_key then
-    local key = inline.accept_key --[[@as string]]
-    vim.keymap.set('i', key, function()
-      if M.visible(bufnr) then
-        vim.schedule(function()
-          M.accept(bufnr)
-        end)
-        return ''
-      end
-      return key
-    end, { buffer = bufnr, expr = true, desc = 'mmx: accept the suggestion' })
+    map_key(bufnr, inline.accept_key --[[@as string]], M.accept, 'mmx: accept the suggestion')
   end
   if inline.dismiss_key then
-    local key = inline.dismiss_key --[[@as string]]
-    vim.keymap.set('i', key, function()
-      if M.visible(bufnr) then
-        vim.schedule(function()
-          M.dismiss(bufnr)
-        end)
-        return ''
-      end
-      return key
-    end, { buffer = bufnr, expr = true, desc = 'mmx: dismiss the suggestion' })
+    map_key(bufnr, inline.dismiss_key --[[@as string]], M.dismiss, 'mmx: dismiss the suggestion')
   end
 end
 
