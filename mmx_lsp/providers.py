@@ -304,6 +304,13 @@ class Providers:
             self._clients[target.provider] = client
         return client
 
+    def warm_up(self) -> None:
+        """Create the clients of every usable tier now (building one takes a few hundred ms,
+        mostly loading TLS certificates), so the first request does not pay for it."""
+        for tier in self._settings.tiers:
+            if self.configured(tier) is None:
+                self._client(self._target(tier))
+
     async def aclose(self) -> None:
         """Close every client's connection pool."""
         clients, self._clients = list(self._clients.values()), {}

@@ -16,6 +16,14 @@ PROSE_KINDS = frozenset({"explain"})
 # Lines of context around the edit where new syntax errors count (a missing bracket is often
 # reported on the line after).
 CONTEXT_LINES = 1
+# Parent node type -> the field that names an anonymous function or class assigned to it.
+_NAMING_PARENTS = {
+    "variable_declarator": "name",
+    "assignment_expression": "left",
+    "pair": "key",
+    "public_field_definition": "name",
+    "field_definition": "property",
+}
 
 
 @dataclass(frozen=True)
@@ -92,11 +100,16 @@ def _name_of(node: Node) -> str | None:
     for child in node.named_children:
         if child.type == "type_spec":
             return _name_of(child)
-    # `const f = () => …`: the variable names the arrow function.
+    # `const f = () => …`, `obj.f = function () {…}`, `{ f: () => … }`: an anonymous
+    # function is named by what it is assigned to.
     parent = node.parent
-    if node.type == "arrow_function" and parent is not None:
-        return _name_of(parent) if parent.type == "variable_declarator" else None
-    return None
+    if parent is None:
+        return None
+    field = _NAMING_PARENTS.get(parent.type)
+    target = parent.child_by_field_name(field) if field else None
+    if target is None or target.id == node.id or target.text is None:
+        return None
+    return target.text.decode("utf-8", "replace")
 
 
 def _definitions(node: Node, spec: LanguageSpec, low: int, high: int) -> set[str]:

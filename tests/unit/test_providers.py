@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -407,3 +410,56 @@ def test_redacting_filter_cleans_arguments_and_tracebacks() -> None:
     text = "\n".join(records)
     assert "hunter2-secret" not in text and "1234567890abcdef" not in text
     assert "ValueError: bad key [redacted]" in text
+
+
+async def test_deadline_in_the_middle_of_a_stream_closes_it(
+    stub: StubServer, providers: Providers
+) -> None:
+    stub.reply = " ".join(f"word{i}" for i in range(200))
+    stub.chunk_delay_s = 0.05
+    providers.warm_up()
+    seen: list[str] = []
+    with pytest.raises(ProviderTimeout):
+        await providers.complete(chat(), deadline_s=0.3, on_text=seen.append)
+    assert seen, "part of the answer had arrived"
+    assert await asyncio.to_thread(stub.wait_for_disconnect, 1.5)
+
+
+async def test_cancellation_before_the_answer_starts_is_prompt(
+    stub: StubServer, providers: Providers
+) -> None:
+    stub.mode = "slow"
+    stub.delay_s = 5
+    task = asyncio.ensure_future(providers.complete(chat(), deadline_s=10))
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 0.5
+
+
+async def test_stub_runs_as_a_script_with_the_reply_from_the_environment() -> None:
+    script = Path(__file__).resolve().parents[1] / "support" / "openai_stub.py"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "MMX_STUB_REPLY": "x = 42"},
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 5)
+        base_url = line.decode().strip()
+        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
+        instance = Providers(make_settings(base_url), {})
+        try:
+            reply = await instance.complete(fim(), deadline_s=2)
+        finally:
+            await instance.aclose()
+        assert reply.text == "x = 42"
+    finally:
+        process.terminate()
+        await process.wait()

@@ -305,3 +305,9 @@ def test_dropped_definitions_in_other_languages(
     start = text.index(start_at)
     verdict = verify_edit(language, text, start, len(text), replacement, "refactor")
     assert verdict == Verdict(False, f"the answer drops definitions: {dropped}")
+
+
+def test_functions_named_by_an_object_key_are_definitions() -> None:
+    text = "const handlers = {\n  open: () => start(),\n  close: () => stop(),\n};\n"
+    verdict = check("javascript", text, text, "const handlers = {\n  open: () => start(),\n};\n")
+    assert verdict == Verdict(False, "the answer drops definitions: close")
