@@ -206,12 +206,20 @@ class Document:
         old_end_byte, old_end_point = self.byte_point(r1, i1)
         head = self.lines[r0][:i0]
         tail = self.lines[r1][i1:]
+        first, last = r0, r1
+        # A lone "\r" next to a "\n" becomes one "\r\n" break: re-split across the boundary.
+        if first > 0 and self.lines[first - 1].endswith("\r") and not head:
+            first -= 1
+            head = self.lines[first] + head
+        if last + 1 < len(self.lines) and (head + new_text + tail).endswith("\r"):
+            last += 1
+            tail += self.lines[last]
         replacement = split_lines(head + new_text + tail)
-        if tail.endswith(("\n", "\r")):
+        if last < len(self.lines) - 1:
             replacement.pop()  # the empty line split_lines adds after a final line break
-        self.lines[r0 : r1 + 1] = replacement
-        self._starts[r0 + 1 : r1 + 1] = [0] * (len(replacement) - 1)
-        self._valid = min(self._valid, r0)
+        self.lines[first : last + 1] = replacement
+        self._starts[first + 1 : last + 1] = [0] * (len(replacement) - 1)
+        self._valid = min(self._valid, first)
         self.version = version
         self._spans.clear()
         if self._tree is not None:
@@ -281,17 +289,27 @@ class Document:
             return max(0, start_row - 40), min(len(self.lines) - 1, end_row + 40)
         root = tree.root_node
         last_row = len(self.lines) - 1
-        node = root.named_descendant_for_point_range((start_row, 0), (end_row, 0))
+        first = self.line_text(start_row)
+        indent = len(first.encode("utf-8")) - len(first.lstrip().encode("utf-8"))
+        end_col = len(self.line_text(end_row).rstrip().encode("utf-8"))
+        if end_row == start_row:
+            end_col = max(end_col, indent)
+        node = root.named_descendant_for_point_range((start_row, indent), (end_row, end_col))
         chosen: Node | None = None
+        spec = self.spec
+        assert spec is not None
         while node is not None and node != root:
             rows = node.end_point.row - node.start_point.row + 1
-            top = node.parent is not None and node.parent == root
-            if (self.spec and node.type in self.spec.definitions) or top:
-                if rows <= MAX_REGION_LINES or chosen is None:
-                    chosen = node
+            parent = node.parent
+            whole = node.type in spec.definitions or (
+                parent is not None and (parent == root or parent.type in spec.blocks)
+            )
+            if whole:
                 if rows > MAX_REGION_LINES:
+                    chosen = chosen or node
                     break
-            node = node.parent
+                chosen = node
+            node = parent
         if chosen is None:
             # Between top-level statements (or past them): take the neighbours.
             r0 = max(0, start_row - 20)

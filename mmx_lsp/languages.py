@@ -61,7 +61,17 @@ SPECS: dict[str, LanguageSpec] = {
         "tree_sitter_javascript",
         "language",
         definitions=_FUNCS
-        | frozenset({"class_declaration", "generator_function_declaration", "arrow_function"}),
+        | frozenset(
+            {
+                "class_declaration",
+                "generator_function_declaration",
+                "arrow_function",
+                "function_expression",
+                "function",
+                "generator_function",
+                "class",
+            }
+        ),
         blocks=frozenset({"statement_block", "class_body"}),
         statements=frozenset(
             {

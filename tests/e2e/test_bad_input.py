@@ -18,7 +18,9 @@ pytestmark = pytest.mark.e2e
 async def alive(client: LanguageClient) -> None:
     """The server still answers a real request."""
     uri = open_text(client, "file:///tmp/alive.py", "x = 1\n", "python")
-    decision = await command(client, "mmx.explain", {"uri": uri, "position": {"line": 0, "character": 5}})
+    decision = await command(
+        client, "mmx.explain", {"uri": uri, "position": {"line": 0, "character": 5}}
+    )
     assert decision["tier"] == "cheap"
 
 
@@ -67,7 +69,9 @@ async def test_unknown_uri_gets_empty_answers(client: LanguageClient) -> None:
     await alive(client)
 
 
-async def test_positions_past_the_end_and_reversed_ranges_are_clamped(client: LanguageClient) -> None:
+async def test_positions_past_the_end_and_reversed_ranges_are_clamped(
+    client: LanguageClient,
+) -> None:
     uri = open_file(client, FIXTURES / "python" / "ledger.py")
     past = await command(
         client, "mmx.explain", {"uri": uri, "position": {"line": 10_000, "character": 999}}
@@ -76,7 +80,10 @@ async def test_positions_past_the_end_and_reversed_ranges_are_clamped(client: La
     reversed_ = await command(
         client,
         "mmx.explain",
-        {"uri": uri, "range": {"start": {"line": 45, "character": 0}, "end": {"line": 20, "character": 0}}},
+        {
+            "uri": uri,
+            "range": {"start": {"line": 45, "character": 0}, "end": {"line": 20, "character": 0}},
+        },
     )
     assert reversed_["features"]["selected_lines"] == 25
     actions = await client.text_document_code_action_async(
@@ -92,7 +99,9 @@ async def test_positions_past_the_end_and_reversed_ranges_are_clamped(client: La
 async def test_huge_binary_and_unknown_documents_are_scored_by_size(client: LanguageClient) -> None:
     huge = "x = 1  # " + "a" * 90 + "\n"
     huge_uri = open_text(client, "file:///tmp/huge.py", huge * 100_000, "python")  # 10 MB
-    binary_uri = open_text(client, "file:///tmp/blob.bin", "\x00\x01\x02PNG\x00" * 1000, "plaintext")
+    binary_uri = open_text(
+        client, "file:///tmp/blob.bin", "\x00\x01\x02PNG\x00" * 1000, "plaintext"
+    )
     odd_uri = open_text(client, "file:///tmp/notes.xyz", "some\nwords\n" * 50, "cobol-2099")
     # What an editor sends for a file that was not valid UTF-8: replacement characters.
     bad_utf = open_text(client, "file:///tmp/bad.py", "s = '\ufffd\ufffd'\n" * 5, "python")
@@ -103,7 +112,9 @@ async def test_huge_binary_and_unknown_documents_are_scored_by_size(client: Lang
         )
         assert decision["tier"] in ("cheap", "premium"), uri
     assert (
-        await command(client, "mmx.explain", {"uri": huge_uri, "position": {"line": 5, "character": 0}})
+        await command(
+            client, "mmx.explain", {"uri": huge_uri, "position": {"line": 5, "character": 0}}
+        )
     )["features"]["language"] == "plaintext"
     await alive(client)
 
@@ -113,9 +124,9 @@ async def test_wrongly_typed_initialization_options_are_reported_not_fatal(tmp_p
     try:
         await lsp.wait_for_notification(types.WINDOW_SHOW_MESSAGE) if not lsp.messages else None
         errors = [m.message for m in lsp.messages if m.type == types.MessageType.Error]
-        assert any(
-            "initializationOptions" in m and "routing.premium_above" in m for m in errors
-        ), errors
+        assert any("initializationOptions" in m and "routing.premium_above" in m for m in errors), (
+            errors
+        )
         await alive(lsp)
     finally:
         await stop(lsp)
@@ -125,7 +136,10 @@ async def test_invalid_settings_change_keeps_the_last_good_settings(tmp_path: Pa
     lsp = await start(tmp_path, init_options={"routing": {"premium_above": 0.9}})
     try:
         uri = open_file(lsp, FIXTURES / "python" / "ledger.py")
-        selection = {"uri": uri, "range": {"start": {"line": 20, "character": 0}, "end": {"line": 45, "character": 0}}}
+        selection = {
+            "uri": uri,
+            "range": {"start": {"line": 20, "character": 0}, "end": {"line": 45, "character": 0}},
+        }
         assert (await command(lsp, "mmx.explain", selection))["threshold"] == 0.9
         waiter = asyncio.ensure_future(lsp.wait_for_notification(types.WINDOW_SHOW_MESSAGE))
         lsp.workspace_did_change_configuration(
@@ -135,7 +149,9 @@ async def test_invalid_settings_change_keeps_the_last_good_settings(tmp_path: Pa
         assert "settings" in shown.message and "routing.premium_above" in shown.message
         assert (await command(lsp, "mmx.explain", selection))["threshold"] == 0.9
         lsp.workspace_did_change_configuration(
-            types.DidChangeConfigurationParams(settings={"mmx": {"routing": {"premium_above": 0.2}}})
+            types.DidChangeConfigurationParams(
+                settings={"mmx": {"routing": {"premium_above": 0.2}}}
+            )
         )
         await asyncio.sleep(0.2)
         assert (await command(lsp, "mmx.explain", selection))["threshold"] == 0.2
@@ -150,7 +166,9 @@ async def test_workspace_file_and_pyproject_are_read(tmp_path: Path) -> None:
     lsp = await start(tmp_path)
     try:
         uri = open_file(lsp, FIXTURES / "python" / "ledger.py")
-        decision = await command(lsp, "mmx.explain", {"uri": uri, "position": {"line": 5, "character": 4}})
+        decision = await command(
+            lsp, "mmx.explain", {"uri": uri, "position": {"line": 5, "character": 4}}
+        )
         assert decision["model"] == "gpt-4.1-mini"
     finally:
         await stop(lsp)
