@@ -188,6 +188,11 @@ def _select(
     return chosen
 
 
+def _ends_line(line: str) -> bool:
+    """True when `line` ends with a line break of any kind str.splitlines knows."""
+    return bool(line) and len(line.splitlines()[-1]) < len(line.splitlines(keepends=True)[-1])
+
+
 def _render(lines: Sequence[str], chosen: set[int], low: int, high: int, language: str) -> str:
     """Lines low..high that were chosen, with a comment line where non-blank ones were left out."""
     marker = (_COMMENT.get(language, "") + " ...").strip() + "\n"
@@ -202,7 +207,7 @@ def _render(lines: Sequence[str], chosen: set[int], low: int, high: int, languag
         elif lines[number].strip():
             skipped = True
     if skipped:
-        if out and not out[-1].endswith("\n"):
+        if out and not _ends_line(out[-1]):
             out[-1] += "\n"
         out.append(marker)
     return "".join(out)

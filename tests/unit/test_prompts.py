@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mmx_lsp.prompts import (
     FILL,
@@ -343,3 +345,43 @@ def test_edit_keeps_tabs_of_go_code() -> None:
     selection = GO[start:end]
     answer = "```go\nif n%2 != 0 {\n\treturn sorted[n/2]\n}\n```"
     assert postprocess_edit(answer, selection) == "\tif n%2 != 0 {\n\t\treturn sorted[n/2]\n\t}\n"
+
+
+# --------------------------------------------------------------------------- properties
+
+CODE_TEXT = st.text(
+    alphabet=st.sampled_from([*"abc def():\t\n\r{}[]#\"'=", "é", "中", "😀", "\u2028"]),
+    max_size=300,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=CODE_TEXT, where=st.floats(0, 1), tokens=st.integers(1, 200))
+@pytest.mark.parametrize("language", ["python", "javascript", "plaintext"])
+def test_fim_prompt_is_the_whole_text_when_it_fits(
+    language: str, text: str, where: float, tokens: int
+) -> None:
+    offset = int(len(text) * where)
+    prompt = build_inline(text, offset, language, tokens, "completions")
+    before, after = prompt.prompt or "", prompt.suffix or ""
+    if len(text) <= tokens * 4:
+        assert (before, after) == (text[:offset], text[offset:])
+    else:
+        # Gap markers aside (the alphabet has no "." so they cannot come from the text).
+        shown = (before + after).replace("# ...\n", "").replace("// ...\n", "")
+        assert len(shown.replace("...\n", "")) <= tokens * 4
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=CODE_TEXT, where=st.floats(0, 1), tokens=st.integers(1, 200))
+def test_chat_prompt_always_has_one_hole(text: str, where: float, tokens: int) -> None:
+    prompt = build_inline(text.replace("<", ""), int(len(text) * where), "python", tokens, "chat")
+    assert (prompt.messages or [])[1]["content"].count(FILL) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(answer=CODE_TEXT, before=CODE_TEXT, after=CODE_TEXT)
+def test_postprocessing_never_fails(answer: str, before: str, after: str) -> None:
+    before_line = before.rsplit("\n", 1)[-1]
+    assert isinstance(postprocess_inline(answer, before_line, after), str)
+    assert isinstance(postprocess_edit(answer, before), str)
