@@ -59,6 +59,27 @@ t.run('code_actions', function()
   t.ok(priced >= 2, 'assistant actions listed')
   t.eq(titles['mmx: use premium for this file'], 'source.mmx.tier', 'tier override action listed')
 
+  -- :Mmx actions offers the mmx actions through vim.ui.select, titles as the server wrote them.
+  local offered = nil
+  local select = vim.ui.select
+  vim.ui.select = function(items, opts, on_choice)
+    offered = {}
+    for _, item in ipairs(items) do
+      table.insert(offered, opts.format_item and opts.format_item(item) or tostring(item))
+    end
+    on_choice(nil)
+  end
+  vim.cmd('Mmx actions')
+  t.wait(10000, function()
+    return offered
+  end, ':Mmx actions to offer the actions')
+  vim.ui.select = select
+  t.log(':Mmx actions offered: %s', vim.inspect(offered))
+  t.ok(#offered >= 3, 'actions offered')
+  local text = table.concat(offered, '\n')
+  t.ok(text:find('Refactor selection — cheap · stub-cheap · ', 1, true), 'refactor action with tier, model, cost')
+  t.ok(text:find('use premium for this file', 1, true), 'tier override action')
+
   apply('use premium for this file')
   t.wait(5000, function()
     return decision(client, buf).tier == 'premium'

@@ -13,6 +13,9 @@ M.env = {
 ---@type {message: string, level: integer}[]
 M.notifications = {}
 
+---@type table[] Every `mmx/status` the plugin accepted, in order (from the `User MmxStatus` event).
+M.statuses = {}
+
 ---@param fmt string
 function M.log(fmt, ...)
   io.stderr:write(('[%s] '):format(os.date('%H:%M:%S')) .. fmt:format(...) .. '\n')
@@ -212,6 +215,40 @@ function M.ghost_text(bufnr)
   return nil
 end
 
+--- Types `keys` in Insert mode and waits for the status of the request they cause.
+---@param keys string
+---@param what string
+---@return table status
+function M.type_for_status(keys, what)
+  local n = #M.statuses
+  M.feed(keys)
+  return M.wait(20000, function()
+    return M.statuses[n + 1]
+  end, 'the status of ' .. what)
+end
+
+--- Waits for ghost text in `bufnr` and returns it.
+---@param bufnr integer
+---@return string
+function M.wait_ghost(bufnr)
+  return M.wait(20000, function()
+    return M.ghost_text(bufnr)
+  end, 'ghost text')
+end
+
+--- Sums a column of `mmx.stats` over its models.
+---@param client vim.lsp.Client
+---@param column string
+---@return integer
+function M.stats_sum(client, column)
+  local stats = M.execute(client, 'mmx.stats', vim.empty_dict())
+  local n = 0
+  for _, row in ipairs(stats.by_model or {}) do
+    n = n + (tonumber(row[column]) or 0)
+  end
+  return n
+end
+
 --- Runs a scenario; exits 0 when it returns, 1 on any error or after the timeout.
 ---@param name string
 ---@param fn fun()
@@ -220,6 +257,12 @@ function M.run(name, fn)
     table.insert(M.notifications, { message = tostring(msg), level = level or vim.log.levels.INFO })
     M.log('notify [%s] %s', tostring(level), tostring(msg))
   end
+  vim.api.nvim_create_autocmd('User', {
+    pattern = 'MmxStatus',
+    callback = function(ev)
+      table.insert(M.statuses, ev.data)
+    end,
+  })
   vim.defer_fn(function()
     M.fail(('%s: no result after %d ms'):format(name, M.env.timeout_ms))
   end, M.env.timeout_ms)
