@@ -152,6 +152,8 @@ class StubServer:
         self.reply = None
         self.reply_by_model = {}
         self.mode = "ok"
+        self.retry_after = 1.0
+        self.delay_s = 2.0
         self.cached_tokens = None
         self.usage_cost = None
         self.litellm_cost = None
