@@ -96,6 +96,8 @@ def run_scenario(
             "MMX_STUB_KEY": "sk-test-not-a-secret-4242",
         }
     )
+    # `mmx-lsp` from the same installation as this Python, for the scenarios that use $PATH.
+    full_env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), full_env.get("PATH", "")])
     full_env.update(env or {})
     try:
         proc = subprocess.run(
@@ -169,6 +171,12 @@ def test_server_crash_is_reported_and_editing_goes_on(
     nvim: Path, tmp_path: Path, stub_url: str
 ) -> None:
     run_scenario(nvim, "server_crash", tmp_path, stub_url)
+
+
+def test_vim_lsp_enable_alone_starts_the_server_from_lsp_mmx_lua(
+    nvim: Path, tmp_path: Path, stub_url: str
+) -> None:
+    run_scenario(nvim, "enable_only", tmp_path, stub_url)
 
 
 def test_lua_sources_are_stylua_formatted() -> None:
