@@ -67,6 +67,13 @@ def stub_url() -> Iterator[str]:
     proc.wait(timeout=10)
 
 
+def _text(data: str | bytes | None) -> str:
+    """Output captured before a timeout (bytes even in text mode)."""
+    if isinstance(data, bytes):
+        return data.decode(errors="replace")
+    return data or ""
+
+
 def run_scenario(
     nvim: Path,
     name: str,
@@ -76,7 +83,7 @@ def run_scenario(
     env: dict[str, str] | None = None,
     timeout_s: float = 90,
 ) -> str:
-    """Runs editors/nvim/tests/NAME.lua in a headless Neovim; fails with its output unless it passes."""
+    """Runs editors/nvim/tests/NAME.lua in a headless Neovim; fails with its output on error."""
     script = SCENARIOS / f"{name}.lua"
     assert script.exists(), script
     work = tmp_path / "work"
@@ -110,8 +117,7 @@ def run_scenario(
             timeout=timeout_s,
         )
     except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
-        err = (exc.stderr or b"").decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        out, err = (_text(exc.stdout), _text(exc.stderr))
         pytest.fail(f"{name}: Neovim did not exit in {timeout_s} s\n{out}\n{err}", pytrace=False)
     output = f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
     if proc.returncode != 0:
