@@ -10,6 +10,20 @@ t.run('malformed_status', function()
   local ctx = { method = 'mmx/status', client_id = 1 }
   t.eq(mmx.statusline(), '', 'empty statusline before any request')
 
+  local fmt = require('mmx.status').format_usd
+  for usd, want in pairs({
+    [0] = '$0.00',
+    [0.42] = '$0.42',
+    [1.5] = '$1.50',
+    [0.01] = '$0.01',
+    [0.00031] = '$0.0003',
+    [0.0042] = '$0.0042',
+    [0.000028] = '$0.00003',
+    [0.0000004] = '$0.000000',
+  }) do
+    t.eq(fmt(usd), want, 'format_usd(' .. usd .. ')')
+  end
+
   local good = {
     request_id = 'r1',
     kind = 'inline',

@@ -54,14 +54,16 @@ function M.notify(level, message)
   vim.notify('mmx: ' .. message, level, { title = 'mmx' })
 end
 
---- Formats dollars: cents for sums of a cent or more, four decimals below.
+--- Formats dollars: cents from a cent up; below, four decimals or as many as the first
+--- significant digit needs (at most six), so that a tiny cost never reads as $0.0000.
 ---@param usd number
 ---@return string
 function M.format_usd(usd)
-  if usd >= 0.01 then
+  if usd == 0 or usd >= 0.01 or usd ~= usd then
     return ('$%.2f'):format(usd)
   end
-  return ('$%.4f'):format(usd)
+  local decimals = math.min(6, math.max(4, -math.floor(math.log10(math.abs(usd)))))
+  return ('$%.' .. decimals .. 'f'):format(usd)
 end
 
 ---@param v any
