@@ -48,11 +48,10 @@ def nvim(request: pytest.FixtureRequest) -> Path:
     return _binary(request.param)
 
 
-@pytest.fixture(scope="module")
-def stub_url() -> Iterator[str]:
-    """The loopback OpenAI-compatible server, answering every request with STUB_REPLY."""
+def _stub(*args: str) -> Iterator[str]:
+    """Runs the loopback OpenAI-compatible server with ARGS; yields its base URL."""
     proc = subprocess.Popen(
-        [sys.executable, str(STUB), "--port", "0", "--reply", STUB_REPLY],
+        [sys.executable, str(STUB), "--port", "0", "--reply", STUB_REPLY, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -65,6 +64,24 @@ def stub_url() -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def stub_url() -> Iterator[str]:
+    """The stub answering every request with STUB_REPLY."""
+    yield from _stub()
+
+
+@pytest.fixture(scope="module")
+def failing_stub_url() -> Iterator[str]:
+    """The stub answering every request with HTTP 500."""
+    yield from _stub("--mode", "500")
+
+
+@pytest.fixture(scope="module")
+def slow_stub_url() -> Iterator[str]:
+    """The stub waiting 3 s before each answer."""
+    yield from _stub("--mode", "slow", "--delay", "3")
 
 
 def _text(data: str | bytes | None) -> str:

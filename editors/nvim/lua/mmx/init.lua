@@ -28,6 +28,10 @@ end
 ---@param opts? mmx.Opts
 ---@return boolean ok
 function M.setup(opts)
+  if vim.fn.has('nvim-0.11') ~= 1 then
+    status.notify(vim.log.levels.ERROR, 'mmx needs Neovim 0.11 or newer (vim.lsp.config, vim.lsp.enable)')
+    return false
+  end
   local ok, err = config.set(opts)
   if not ok then
     status.notify(vim.log.levels.ERROR, 'invalid options: ' .. tostring(err) .. ' (see :help mmx-options)')
