@@ -18,6 +18,7 @@ from mmx_lsp import __version__
 if TYPE_CHECKING:
     from mmx_lsp.config import ConfigIssue, Settings
     from mmx_lsp.documents import Documents
+    from mmx_lsp.pipeline import Pipeline
     from mmx_lsp.routing import Overrides
 
 log = logging.getLogger("mmx_lsp")
@@ -60,6 +61,7 @@ class MmxServer(LanguageServer):
         self._documents: Documents | None = None
         self._overrides: Overrides | None = None
         self._settings: Settings | None = None
+        self._pipeline: Pipeline | None = None
         self.init_options: Any = None
         self.lsp_settings: Any = None
         self.roots: list[Path] = []
@@ -85,6 +87,15 @@ class MmxServer(LanguageServer):
 
             self._overrides = Overrides()
         return self._overrides
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The request path (providers, cache, records), built on the first request."""
+        if self._pipeline is None:
+            from mmx_lsp.pipeline import Pipeline
+
+            self._pipeline = Pipeline(self)
+        return self._pipeline
 
     @property
     def settings(self) -> Settings:
