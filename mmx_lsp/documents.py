@@ -80,14 +80,19 @@ def uri_to_path(uri: str) -> str:
     return unquote(parsed.path) or uri
 
 
-@dataclass(frozen=True)
+@dataclass
 class Span:
-    """A region of rows [start_row, end_row] parsed on its own."""
+    """A region of rows [start_row, end_row] parsed on its own.
+
+    Edits inside it are applied to its tree too (`stale` until reparsed), so typing in one
+    function reparses that function incrementally, not the file and not from scratch.
+    """
 
     start_row: int
     end_row: int
     tree: Tree
     text: bytes
+    stale: bool = False
 
 
 @dataclass
@@ -102,7 +107,7 @@ class Document:
     _tree_fresh: bool = False
     _starts: list[int] = field(default_factory=list)  # byte offset of each line start
     _valid: int = 0  # _starts[0.._valid] are correct
-    _spans: dict[tuple[int, int], Span] = field(default_factory=dict)
+    _span: Span | None = None
     _parser: Parser | None = None
 
     @classmethod
@@ -189,7 +194,7 @@ class Document:
         self.version = version
         self._tree = None
         self._tree_fresh = False
-        self._spans.clear()
+        self._span = None
         self.binary = "\x00" in text[:8192]
         if self.binary or self.size_bytes > MAX_PARSE_BYTES:
             self.spec = None
@@ -217,18 +222,35 @@ class Document:
         replacement = split_lines(head + new_text + tail)
         if last < len(self.lines) - 1:
             replacement.pop()  # the empty line split_lines adds after a final line break
+        encoded = new_text.encode("utf-8")
+        parts = split_lines(new_text)
+        if len(parts) == 1:
+            new_end_point = (r0, start_point[1] + len(encoded))
+        else:
+            new_end_point = (r0 + len(parts) - 1, len(parts[-1].encode("utf-8")))
+        span = self._span
+        if span is not None:
+            inside = (first, last) == (r0, r1) and span.start_row <= r0 and r1 <= span.end_row
+            if inside:
+                base = self.line_start(span.start_row)
+                row0 = span.start_row
+                span.tree.edit(
+                    start_byte=start_byte - base,
+                    old_end_byte=old_end_byte - base,
+                    new_end_byte=start_byte - base + len(encoded),
+                    start_point=(r0 - row0, start_point[1]),
+                    old_end_point=(r1 - row0, old_end_point[1]),
+                    new_end_point=(new_end_point[0] - row0, new_end_point[1]),
+                )
+                span.end_row += len(replacement) - (last - first + 1)
+                span.stale = True
+            else:
+                self._span = None
         self.lines[first : last + 1] = replacement
         self._starts[first + 1 : last + 1] = [0] * (len(replacement) - 1)
         self._valid = min(self._valid, first)
         self.version = version
-        self._spans.clear()
         if self._tree is not None:
-            encoded = new_text.encode("utf-8")
-            parts = split_lines(new_text)
-            if len(parts) == 1:
-                new_end_point = (r0, start_point[1] + len(encoded))
-            else:
-                new_end_point = (r0 + len(parts) - 1, len(parts[-1].encode("utf-8")))
             self._tree.edit(
                 start_byte=start_byte,
                 old_end_byte=old_end_byte,
@@ -280,7 +302,7 @@ class Document:
     def drop_tree(self) -> None:
         self._tree = None
         self._tree_fresh = False
-        self._spans.clear()
+        self._span = None
 
     def region_rows(self, start_row: int, end_row: int) -> tuple[int, int]:
         """Rows of the smallest set of whole definitions around [start_row, end_row]."""
@@ -325,16 +347,16 @@ class Document:
         if parser is None:
             return None
         r0, r1 = self.region_rows(start_row, end_row)
-        key = (r0, r1)
-        cached = self._spans.get(key)
-        if cached is not None:
-            return cached
         text = "".join(self.lines[r0 : r1 + 1]).encode("utf-8")
-        span = Span(r0, r1, parser.parse(text), text)
-        if len(self._spans) > 8:
-            self._spans.clear()
-        self._spans[key] = span
-        return span
+        span = self._span
+        if span is not None and (span.start_row, span.end_row) == (r0, r1):
+            if span.stale:
+                span.tree = parser.parse(text, span.tree)
+                span.text = text
+                span.stale = False
+            return span
+        self._span = Span(r0, r1, parser.parse(text), text)
+        return self._span
 
 
 class Documents:

@@ -6,11 +6,14 @@ import builtins
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Literal
 
+from mmx_lsp.languages import LanguageSpec, grammar
+
 if TYPE_CHECKING:
-    from tree_sitter import Node
+    from tree_sitter import Node, Query
 
     from mmx_lsp.documents import Document
 
@@ -54,31 +57,29 @@ PROMPT_OVERHEAD_TOKENS = {
     "docstring": 120,
 }
 
-_TOKEN = re.compile(r"[A-Za-z_]+|\d+|[^\w\s]+|\n[ \t]*|[^\S\n]+|\w+")
+# One match is one token: a word piece of up to 8 letters, up to 3 digits, a pair of
+# punctuation characters, a line break with its indentation, a run of inner spaces.
+_TOKEN = re.compile(r"[A-Za-z_]{1,8}|\d{1,3}|[^\w\s]{1,2}|\n[ \t]*|(?<=\S)[ \t]{2,}|\w+")
 _PY_BUILTINS = frozenset(dir(builtins)) | {"self", "cls"}
 
 
-def estimate_tokens(text: str) -> int:
-    """A calibrated estimate of BPE tokens for source code (no tokenizer download needed).
+# Tokens per byte of source: the median ratio of estimate_tokens to size over the fixtures'
+# definitions (median error 13 %). Lets the keystroke path size a context from its byte
+# range alone; tests/unit/test_scoring.py keeps the two in step.
+TOKENS_PER_BYTE = 0.25
 
-    Common words are one token, long words about one per 8 characters, numbers one per 3
-    digits, punctuation one per pair, a line break with its indentation one. On the fixtures
-    this gives about 3 characters a token, a little more tokens than GPT-4-era BPE
-    tokenizers count on code, so estimates err on the expensive side.
+
+def tokens_for_bytes(size: int) -> int:
+    return int(size * TOKENS_PER_BYTE + 0.5)
+
+
+def estimate_tokens(text: str) -> int:
+    """An estimate of BPE tokens for source code, with no tokenizer to download.
+
+    On the fixtures it gives 3 to 5 characters a token, the range BPE tokenizers show on
+    code (more for comment-heavy files).
     """
-    count = 0
-    for match in _TOKEN.finditer(text):
-        piece = match.group()
-        first = piece[0]
-        if first.isalpha() or first == "_":
-            count += 1 + len(piece) // 8
-        elif first.isdigit():
-            count += 1 + len(piece) // 3
-        elif first in " \t":
-            count += 1 if len(piece) > 1 else 0
-        else:
-            count += 1 + (len(piece) - 1) // 2  # BPE merges runs of punctuation in pairs
-    return count
+    return len(_TOKEN.findall(text))
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class Features:
     estimated_output_tokens: int
 
     def as_dict(self) -> dict[str, int | str]:
-        return asdict(self)
+        return dict(vars(self))
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def measure(doc: Document, request: Request) -> Features:
     selection = request.is_selection
     selected_lines = (r1 - r0 + 1 if i1 > 0 or r1 == r0 else r1 - r0) if selection else 0
     selection_text = doc.slice((r0, i0), (r1, i1)) if selection else ""
-    selection_tokens = estimate_tokens(selection_text) if selection else 0
+    selection_tokens = tokens_for_bytes(len(selection_text.encode("utf-8"))) if selection else 0
 
     span = doc.span(r0, r1)
     if span is None:
@@ -180,10 +181,10 @@ def measure(doc: Document, request: Request) -> Features:
 
     # Context the request needs: the innermost definition, or the region around it.
     if innermost is not None and not selection:
-        context_text = span.text[innermost.start_byte : innermost.end_byte]
+        context_bytes = innermost.end_byte - innermost.start_byte
     else:
-        context_text = span.text
-    context_tokens = estimate_tokens(context_text.decode("utf-8", "replace"))
+        context_bytes = len(span.text)
+    context_tokens = tokens_for_bytes(context_bytes)
     if selection:
         context_tokens = max(context_tokens, selection_tokens)
 
@@ -201,7 +202,7 @@ def measure(doc: Document, request: Request) -> Features:
     hole: Hole = "selection" if selection else _hole(doc, r0, i0, local_r0, root, spec)
 
     scope = innermost or root
-    external = _external_identifiers(scope, span.text, doc.language)
+    external = _external_identifiers(scope, span.text, spec)
     errors = _errors_near(root, local_r0 - NEAR_ROWS, local_r1 + NEAR_ROWS)
 
     overhead = PROMPT_OVERHEAD_TOKENS.get(kind, 100)
@@ -231,7 +232,7 @@ def _plain_features(
     """Text without a grammar (or too large, or binary): scored by size alone."""
     lo, hi = max(0, r0 - 40), min(doc.line_count - 1, r1 + 40)
     context = "" if doc.binary else "".join(doc.lines[lo : hi + 1])
-    context_tokens = max(estimate_tokens(context[:200_000]), selection_tokens)
+    context_tokens = max(tokens_for_bytes(len(context.encode("utf-8"))), selection_tokens)
     kind = request.kind
     hole: Hole = "selection" if request.is_selection else "line"
     return Features(
@@ -353,65 +354,62 @@ def _has_body_below(doc: Document, row: int) -> bool:
     return False
 
 
-_BINDING_PARENTS = frozenset(
-    {
-        "parameters",
-        "lambda_parameters",
-        "formal_parameters",
-        "parameter_list",
-        "typed_parameter",
-        "default_parameter",
-        "typed_default_parameter",
-        "required_parameter",
-        "optional_parameter",
-        "formal_parameter",
-        "parameter",
-        "parameter_declaration",
-        "function_declarator",
-        "variable_declarator",
-        "short_var_declaration",
-        "let_declaration",
-        "identifier_pattern",
-        "for_statement",
-        "for_in_statement",
-        "pattern_list",
-        "tuple_pattern",
-        "assignment",
-        "augmented_assignment",
-        "import_statement",
-        "import_from_statement",
-        "aliased_import",
-        "dotted_name",
-        "catch_clause",
-        "except_clause",
-        "local_variable_declaration",
-        "init_declarator",
-        "declaration",
-    }
+# Where an identifier binds a name rather than uses one, or names a member (obj.attr).
+# Patterns a grammar does not know are dropped when its query is built.
+_NOT_USES = (
+    "(_ name: (identifier) @bound)",
+    "(_ left: (identifier) @bound)",
+    "(_ pattern: (identifier) @bound)",
+    "(_ declarator: (identifier) @bound)",
+    "(_ alias: (identifier) @bound)",
+    "(_ attribute: (identifier) @bound)",
+    "(_ property: (identifier) @bound)",
+    "(_ field: (identifier) @bound)",
+    "(parameters (identifier) @bound)",
+    "(lambda_parameters (identifier) @bound)",
+    "(formal_parameters (identifier) @bound)",
+    "(parameter_list (identifier) @bound)",
+    "(typed_parameter (identifier) @bound)",
+    "(pattern_list (identifier) @bound)",
+    "(tuple_pattern (identifier) @bound)",
+    "(dotted_name (identifier) @bound)",
+    "(identifier_pattern (identifier) @bound)",
+    "(for_in_statement left: (identifier) @bound)",
 )
 
 
-def _external_identifiers(scope: Node, source: bytes, language: str) -> int:
+@cache
+def _identifier_query(spec: LanguageSpec) -> Query:
+    from tree_sitter import Query, QueryError
+
+    language = grammar(spec)
+    valid = ["(identifier) @use"]
+    for pattern in _NOT_USES:
+        try:
+            Query(language, pattern)
+        except QueryError:
+            continue
+        valid.append(pattern)
+    return Query(language, "\n".join(valid))
+
+
+def _external_identifiers(scope: Node, source: bytes, spec: LanguageSpec) -> int:
     """Distinct names used in the scope but bound outside it (imports, other definitions)."""
+    from tree_sitter import QueryCursor
+
+    captures = QueryCursor(_identifier_query(spec)).captures(scope)
+    not_uses = {(n.start_byte, n.end_byte) for n in captures.get("bound", ())}
     used: set[bytes] = set()
     bound: set[bytes] = set()
-    for node, field_name in _walk_fields(scope):
-        if node.type != "identifier" or field_name in ("attribute", "property", "field"):
-            continue
-        name = source[node.start_byte : node.end_byte]
-        parent = node.parent
-        if parent is not None and (
-            (
-                parent.type in _BINDING_PARENTS
-                and (field_name in (None, "name", "left", "pattern", "declarator"))
-            )
-            or field_name == "name"
-        ):
+    for node in captures.get("use", ()):
+        span = (node.start_byte, node.end_byte)
+        name = source[span[0] : span[1]]
+        if span in not_uses:
             bound.add(name)
         else:
             used.add(name)
     free = used - bound
-    if language == "python":
+    if spec.name == "python":
         free = {name for name in free if name.decode("utf-8", "replace") not in _PY_BUILTINS}
     return len(free)
 

@@ -11,7 +11,7 @@ from mmx_lsp.documents import Document, Documents, split_lines, utf16_len, utf16
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 TEXT = st.text(
-    alphabet=st.sampled_from(list("ab \t(){}:=\n\r") + ["é", "中", "😀", "𝄞"]), max_size=80
+    alphabet=st.sampled_from([*list("ab \t(){}:=\n\r"), "é", "中", "😀", "𝄞"]), max_size=80
 )
 
 
@@ -112,3 +112,31 @@ def test_binary_and_unknown_languages_have_no_tree() -> None:
     assert Document.open("file:///b.bin", "plaintext", 0, "\x00abc").spec is None
     assert Document.open("file:///n.xyz", "cobol", 0, "MOVE A TO B.").spec is None
     assert Document.open("file:///n.rs", "plaintext", 0, "fn main() {}").language == "rust"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 6),
+            st.integers(0, 30),
+            st.sampled_from(["x", " ", "(", ")", ":", "\n", "\n    ", "é", "", "😀"]),
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_span_trees_reparsed_incrementally_match_a_fresh_parse(
+    keystrokes: list[tuple[int, int, str]],
+) -> None:
+    text = (FIXTURES / "python" / "ledger.py").read_text()
+    doc = Document.open("file:///l.py", "python", 0, text)
+    base = next(i for i, line in enumerate(text.splitlines()) if "def statement" in line)
+    for version, (row, column, typed) in enumerate(keystrokes, start=1):
+        target = base + 1 + row
+        doc.apply((target, column), (target, column), typed, version)
+        span = doc.span(target, target)
+        assert span is not None and doc.parser is not None
+        assert span.text == "".join(doc.lines[span.start_row : span.end_row + 1]).encode()
+        fresh = doc.parser.parse(span.text)
+        assert str(span.tree.root_node) == str(fresh.root_node)

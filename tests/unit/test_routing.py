@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
 import pytest
@@ -88,8 +89,8 @@ def test_threshold_rises_smoothly_near_the_budget_without_a_cut_off() -> None:
     s = settings(premium_above=0.5, daily_budget_usd=10, budget_soft_start=0.5)
     values = [threshold(s, Decimal(spent) / 10) for spent in range(0, 121)]
     assert values[0] == values[50] == 0.5
-    assert all(b >= a for a, b in zip(values, values[1:], strict=False))
-    assert max(b - a for a, b in zip(values, values[1:], strict=False)) < 0.03  # no jump
+    assert all(b >= a for a, b in itertools.pairwise(values))
+    assert max(b - a for a, b in itertools.pairwise(values)) < 0.03  # no jump
     assert values[100] == 1.0 and values[120] == 1.0
     assert threshold(settings(premium_above=0.5), Decimal(1000)) == 0.5  # no budget, no change
     spent = route(s, features(), 0.9, {}, request_id="a", spent_today=Decimal("9.5"))
