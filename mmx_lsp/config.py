@@ -124,7 +124,7 @@ def _default_providers() -> dict[str, ProviderConfig]:
     return {"openai": ProviderConfig()}
 
 
-def _default_tiers() -> dict[str, TierConfig]:
+def _default_tiers() -> dict[TierName, TierConfig]:
     return {
         "cheap": TierConfig(provider="openai", model="gpt-5-mini"),
         "premium": TierConfig(provider="openai", model="gpt-5.5"),

@@ -105,8 +105,8 @@ def _name_of(node: Node) -> str | None:
     parent = node.parent
     if parent is None:
         return None
-    field = _NAMING_PARENTS.get(parent.type)
-    target = parent.child_by_field_name(field) if field else None
+    naming_field = _NAMING_PARENTS.get(parent.type)
+    target = parent.child_by_field_name(naming_field) if naming_field else None
     if target is None or target.id == node.id or target.text is None:
         return None
     return target.text.decode("utf-8", "replace")
