@@ -25,7 +25,36 @@ class LanguageSpec:
     identifiers: frozenset[str] = frozenset({"identifier"})
 
 
-_FUNCS = frozenset({"function_definition", "function_declaration", "method_definition"})
+# JavaScript and TypeScript share their node types (TypeScript adds a few definitions).
+_JS_DEFINITIONS = frozenset(
+    {
+        "function_declaration",
+        "method_definition",
+        "class_declaration",
+        "generator_function_declaration",
+        "arrow_function",
+        "function_expression",
+        "function",
+        "generator_function",
+        "class",
+    }
+)
+_JS_BLOCKS = frozenset({"statement_block", "class_body"})
+_JS_STATEMENTS = frozenset(
+    {
+        "expression_statement",
+        "return_statement",
+        "if_statement",
+        "for_statement",
+        "for_in_statement",
+        "while_statement",
+        "lexical_declaration",
+        "variable_declaration",
+        "try_statement",
+        "throw_statement",
+        "switch_statement",
+    }
+)
 
 SPECS: dict[str, LanguageSpec] = {
     "python": LanguageSpec(
@@ -60,64 +89,20 @@ SPECS: dict[str, LanguageSpec] = {
         "javascript",
         "tree_sitter_javascript",
         "language",
-        definitions=_FUNCS
-        | frozenset(
-            {
-                "class_declaration",
-                "generator_function_declaration",
-                "arrow_function",
-                "function_expression",
-                "function",
-                "generator_function",
-                "class",
-            }
-        ),
-        blocks=frozenset({"statement_block", "class_body"}),
-        statements=frozenset(
-            {
-                "expression_statement",
-                "return_statement",
-                "if_statement",
-                "for_statement",
-                "for_in_statement",
-                "while_statement",
-                "lexical_declaration",
-                "variable_declaration",
-                "try_statement",
-                "throw_statement",
-                "switch_statement",
-            }
-        ),
+        definitions=_JS_DEFINITIONS,
+        blocks=_JS_BLOCKS,
+        statements=_JS_STATEMENTS,
     ),
     "typescript": LanguageSpec(
         "typescript",
         "tree_sitter_typescript",
         "language_typescript",
-        definitions=_FUNCS
+        definitions=_JS_DEFINITIONS
         | frozenset(
-            {
-                "class_declaration",
-                "interface_declaration",
-                "arrow_function",
-                "type_alias_declaration",
-            }
+            {"interface_declaration", "type_alias_declaration", "abstract_class_declaration"}
         ),
-        blocks=frozenset({"statement_block", "class_body"}),
-        statements=frozenset(
-            {
-                "expression_statement",
-                "return_statement",
-                "if_statement",
-                "for_statement",
-                "for_in_statement",
-                "while_statement",
-                "lexical_declaration",
-                "variable_declaration",
-                "try_statement",
-                "throw_statement",
-                "switch_statement",
-            }
-        ),
+        blocks=_JS_BLOCKS,
+        statements=_JS_STATEMENTS,
     ),
     "go": LanguageSpec(
         "go",
