@@ -1,0 +1,277 @@
+/** Starts, stops and restarts the language client; bounded restarts after a crash. */
+import * as vscode from "vscode";
+import {
+  CloseAction,
+  CloseHandlerResult,
+  DidChangeConfigurationNotification,
+  ErrorAction,
+  ErrorHandlerResult,
+  ExecuteCommandRequest,
+  LanguageClient,
+  LanguageClientOptions,
+  ServerOptions,
+  State,
+  TransportKind,
+} from "vscode-languageclient/node";
+import { RestartBudget, resolveServerCommand } from "./core/settings";
+import { parseStatus } from "./core/status";
+import { which } from "./core/which";
+import { log } from "./log";
+import { showMarkdown } from "./panel";
+import { ApiKeys } from "./secrets";
+import { launchSettings, SECTION, serverSettings } from "./settings";
+import { StatusBar } from "./statusBar";
+
+/** The languages the server has grammars for. */
+export const LANGUAGES = [
+  "python",
+  "javascript",
+  "javascriptreact",
+  "typescript",
+  "typescriptreact",
+  "go",
+  "rust",
+  "java",
+  "c",
+  "cpp",
+];
+
+const INSTALL_HELP = `# Installing the mmx-lsp server
+
+The extension starts the **mmx-lsp** language server. Install it with pip, in the Python
+environment of your choice:
+
+\`\`\`sh
+pip install mmx-lsp          # or, from a checkout of the repository: pip install -e .
+\`\`\`
+
+Then either make sure \`mmx-lsp\` is on the \`PATH\` VS Code was started with, or set one of:
+
+- \`mmx.server.path\`: the full path of the \`mmx-lsp\` executable, e.g. \`~/.venvs/mmx/bin/mmx-lsp\`;
+- \`mmx.server.python\`: a Python interpreter that has it installed; the server is started as
+  \`python -m mmx_lsp\`.
+
+Run **mmx: Restart server** afterwards (changing either setting restarts it too).
+`;
+
+/**
+ * A language client that leaves start-up and connection failures to ServerManager, which
+ * reports them once (status bar, one message with actions) instead of a pop-up per attempt.
+ */
+class MmxLanguageClient extends LanguageClient {
+  override error(message: string, data?: unknown, showNotification: boolean | "force" = true): void {
+    super.error(message, data, this.state === State.Running ? showNotification : false);
+  }
+}
+
+function workspaceFolder(): string | undefined {
+  return vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+}
+
+export class ServerManager implements vscode.Disposable {
+  private client: LanguageClient | undefined;
+  /** Bumped on every start, so callbacks of an older client are ignored. */
+  private generation = 0;
+  private budget = new RestartBudget(3);
+  private restartTimer: NodeJS.Timeout | undefined;
+  private readonly disposables: vscode.Disposable[] = [];
+
+  constructor(
+    private readonly context: vscode.ExtensionContext,
+    private readonly statusBar: StatusBar,
+    private readonly apiKeys: ApiKeys,
+  ) {}
+
+  /** The running client, or undefined (and a message) when the server is not running. */
+  runningClient(): LanguageClient | undefined {
+    if (this.client !== undefined && this.client.state === State.Running) return this.client;
+    void vscode.window.showWarningMessage("The mmx-lsp server is not running.", "Restart", "Show log").then((choice) => {
+      if (choice === "Restart") void this.restart();
+      if (choice === "Show log") log().show();
+    });
+    return undefined;
+  }
+
+  /** Runs a server command (`workspace/executeCommand`) with one JSON object argument. */
+  async executeCommand(command: string, args: Record<string, unknown>): Promise<unknown> {
+    const client = this.runningClient();
+    if (client === undefined) return undefined;
+    return client.sendRequest(ExecuteCommandRequest.type, { command, arguments: [args] });
+  }
+
+  /** A fresh start (user action or settings change): the crash count starts over. */
+  async restart(): Promise<void> {
+    await this.stop();
+    this.budget = new RestartBudget(launchSettings().maxRestarts);
+    await this.startClient();
+  }
+
+  start(): Promise<void> {
+    return this.restart();
+  }
+
+  /** Restarts shortly after `mmx.server.*` settings change (edits come in bursts). */
+  restartSoon(delayMs = 1500): void {
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => void this.restart(), delayMs);
+  }
+
+  /** Pushes the `mmx` settings to the running server. */
+  async pushSettings(): Promise<void> {
+    const client = this.client;
+    if (client === undefined || client.state !== State.Running) return;
+    await client.sendNotification(DidChangeConfigurationNotification.type, {
+      settings: { [SECTION]: serverSettings(this.context) },
+    });
+  }
+
+  private async startClient(): Promise<void> {
+    const gen = ++this.generation;
+    const launch = launchSettings();
+    const cmd = resolveServerCommand(launch, (c) => which(c, process.env.PATH, workspaceFolder()));
+    if (!cmd.ok) {
+      log().error(cmd.reason);
+      this.statusBar.state("$(error) mmx · server not found", cmd.reason, "error");
+      void vscode.window.showErrorMessage(cmd.reason, "How to install", "Open settings").then((choice) => {
+        if (choice === "How to install") void showMarkdown("install", "mmx: install the server", INSTALL_HELP);
+        if (choice === "Open settings") void vscode.commands.executeCommand("workbench.action.openSettings", "mmx.server");
+      });
+      return;
+    }
+    const keyEnv = await this.apiKeys.environment();
+    const keyNames = Object.keys(keyEnv);
+    log().info(
+      `Starting ${[cmd.command, ...cmd.args].join(" ")} (from ${cmd.source})` +
+        (keyNames.length > 0 ? `; API keys from SecretStorage: ${keyNames.join(", ")}` : ""),
+    );
+    this.statusBar.state("$(sync~spin) mmx · starting", "starting the mmx-lsp server…");
+
+    const serverOptions: ServerOptions = {
+      command: cmd.command,
+      args: cmd.args,
+      transport: TransportKind.stdio,
+      options: { env: keyEnv, cwd: workspaceFolder() },
+    };
+    const clientOptions: LanguageClientOptions = {
+      documentSelector: LANGUAGES.flatMap((language) => [
+        { scheme: "file", language },
+        { scheme: "untitled", language },
+      ]),
+      outputChannel: log(),
+      initializationOptions: () => serverSettings(this.context),
+      // A failed initialize is a crash like any other: ServerManager decides about restarts.
+      initializationFailedHandler: () => false,
+      errorHandler: {
+        error: (_error, _message, count): ErrorHandlerResult => ({
+          action: (count ?? 0) <= 3 ? ErrorAction.Continue : ErrorAction.Shutdown,
+          handled: true,
+        }),
+        closed: (): CloseHandlerResult => {
+          this.onCrash(gen);
+          return { action: CloseAction.DoNotRestart, handled: true };
+        },
+      },
+      middleware: {
+        workspace: {
+          // The server pulls section `mmx`: answer with the explicit settings, as pushed.
+          configuration: async (params, token, next) => {
+            const result = await next(params, token);
+            if (!Array.isArray(result)) return result;
+            return params.items.map((item, i) => {
+              const section = item.section ?? "";
+              if (section !== SECTION && !section.startsWith(`${SECTION}.`)) return result[i] as unknown;
+              const scope = item.scopeUri === undefined ? undefined : vscode.Uri.parse(item.scopeUri);
+              let value: unknown = serverSettings(this.context, scope);
+              for (const part of section.split(".").slice(1))
+                value = typeof value === "object" && value !== null ? (value as Record<string, unknown>)[part] : undefined;
+              return value ?? null;
+            });
+          },
+        },
+      },
+    };
+
+    const client = new MmxLanguageClient("mmx", "mmx", serverOptions, clientOptions);
+    this.client = client;
+    client.onNotification("mmx/status", (raw: unknown) => {
+      if (gen !== this.generation) return;
+      const parsed = parseStatus(raw);
+      if (parsed.ok) this.statusBar.show(parsed.value);
+      else {
+        log().warn(`Malformed mmx/status ignored (${parsed.error}): ${JSON.stringify(raw)?.slice(0, 500)}`);
+        this.statusBar.malformed(parsed.error);
+      }
+    });
+    client.onNotification("mmx/explanation", (raw: unknown) => {
+      const markdown = typeof raw === "object" && raw !== null ? (raw as { markdown?: unknown }).markdown : undefined;
+      if (typeof markdown !== "string") {
+        log().warn("Malformed mmx/explanation ignored: no markdown");
+        return;
+      }
+      void showMarkdown("explanation", "mmx: explanation", markdown);
+    });
+    client.onDidChangeState((e) => {
+      if (gen === this.generation && e.newState === State.Running) this.statusBar.ready();
+    });
+    try {
+      await client.start();
+    } catch (err) {
+      // A server that dies during startup also reaches `closed`, which counts the crash.
+      log().error(`The mmx-lsp server failed to start: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /** The connection closed without `stop()`: restart within the budget, else say so and stop. */
+  private onCrash(gen: number): void {
+    if (gen !== this.generation) return;
+    const n = this.budget.crash(Date.now());
+    const max = this.budget.limit;
+    if (n !== undefined) {
+      log().warn(`The mmx-lsp server exited unexpectedly; restarting (${n}/${max}).`);
+      this.statusBar.state(
+        `$(sync~spin) mmx · restarting (${n}/${max})`,
+        `the server exited unexpectedly; restart ${n} of ${max}.`,
+        "warning",
+      );
+      clearTimeout(this.restartTimer);
+      this.restartTimer = setTimeout(() => {
+        if (gen !== this.generation) return;
+        const dead = this.client;
+        this.client = undefined;
+        dead?.dispose().catch(() => undefined);
+        void this.startClient();
+      }, 500 * n);
+      return;
+    }
+    const message = `The mmx-lsp server crashed ${max + 1} times in 3 minutes and was not restarted again.`;
+    log().error(message);
+    this.statusBar.state("$(error) mmx · stopped", `${message} Run "mmx: Restart server" to try again.`, "error");
+    void vscode.window.showErrorMessage(message, "Restart", "Show log").then((choice) => {
+      if (choice === "Restart") void this.restart();
+      if (choice === "Show log") log().show();
+    });
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.restartTimer);
+    this.generation++;
+    const client = this.client;
+    this.client = undefined;
+    if (client === undefined) return;
+    try {
+      if (client.state !== State.Stopped) await client.stop(2000);
+    } catch (err) {
+      log().warn(`Stopping the server: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    try {
+      await client.dispose(2000);
+    } catch {
+      // Already stopped: nothing left to release.
+    }
+  }
+
+  dispose(): void {
+    for (const d of this.disposables) d.dispose();
+    void this.stop();
+  }
+}

@@ -1,0 +1,48 @@
+/** The status bar item: the last request's tier, model and cost, or the server's state. */
+import * as vscode from "vscode";
+import { MmxStatus, statusText, statusTooltip } from "./core/status";
+
+export class StatusBar implements vscode.Disposable {
+  private readonly item: vscode.StatusBarItem;
+  private last: MmxStatus | undefined;
+
+  constructor() {
+    this.item = vscode.window.createStatusBarItem("mmx.status", vscode.StatusBarAlignment.Right, 100);
+    this.item.name = "mmx";
+    this.item.command = "mmx.chooseTier";
+    this.state("$(sync~spin) mmx · starting", "Starting the mmx-lsp server…");
+    this.item.show();
+  }
+
+  /** Shows a server state (starting, ready, restarting, stopped). */
+  state(text: string, tooltip: string, severity?: "warning" | "error"): void {
+    this.item.text = text;
+    this.item.tooltip = new vscode.MarkdownString(`**mmx** — ${tooltip}\n\nClick to set the tier or open stats.`, true);
+    this.item.backgroundColor =
+      severity === undefined ? undefined : new vscode.ThemeColor(`statusBarItem.${severity}Background`);
+  }
+
+  /** Back to the last request's status, or "ready" when there was none. */
+  ready(): void {
+    if (this.last !== undefined) this.show(this.last);
+    else this.state("mmx · ready", "the server is running; no request routed yet.");
+  }
+
+  show(status: MmxStatus): void {
+    this.last = status;
+    this.item.text = statusText(status);
+    const tooltip = new vscode.MarkdownString(statusTooltip(status), true);
+    this.item.tooltip = tooltip;
+    this.item.backgroundColor =
+      status.error === null ? undefined : new vscode.ThemeColor("statusBarItem.warningBackground");
+  }
+
+  /** A status the server sent that could not be read: say so, keep the editor usable. */
+  malformed(problem: string): void {
+    this.state("$(warning) mmx · malformed status", `the server sent a status that could not be read: ${problem}. See the mmx log.`, "warning");
+  }
+
+  dispose(): void {
+    this.item.dispose();
+  }
+}
