@@ -93,7 +93,7 @@ install_code_server() {
   [ -f "$CS_DIR/package.json" ] || echo '{"private": true}' >"$CS_DIR/package.json"
   # --nodedir: compile native modules against Node 24's headers, not the machine's Node.
   (cd "$CS_DIR" && PATH="$bin:$PATH" npm_config_nodedir="$(dirname "$bin")" \
-     npm_retry install --no-save --no-audit --no-fund --unsafe-perm \
+     npm_retry install --no-save --no-audit --no-fund \
        --nodedir="$(dirname "$bin")" "code-server@$CODE_SERVER_VERSION")
   PATH="$bin:$PATH" "$CS_DIR/node_modules/.bin/code-server" --version >/dev/null
   touch "$CS_DIR/.installed"
