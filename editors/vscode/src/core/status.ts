@@ -101,9 +101,9 @@ export function parseStatus(raw: unknown): ParseResult<MmxStatus> {
 }
 
 /**
- * Formats US dollars for a small space: cents for amounts of a cent or more ("$0.42"),
- * four decimals below that ("$0.0003"), "<$0.0001" for a positive amount that would round
- * to zero, and "$0" for zero.
+ * Formats US dollars for a small space: cents for a cent or more ("$0.42"); below a cent, four
+ * decimals or as many as the first significant digit needs, at most six ("$0.0003",
+ * "$0.00003"), so that a tiny cost never reads as zero; "<$0.000001" below that; "$0" for zero.
  */
 export function formatUsd(usd: number): string {
   if (!Number.isFinite(usd)) return "$?";
@@ -111,8 +111,9 @@ export function formatUsd(usd: number): string {
   const a = Math.abs(usd);
   if (a === 0) return "$0";
   if (a >= 0.01) return `${sign}$${a.toFixed(2)}`;
-  if (a < 0.00005) return `${sign === "-" ? ">-" : "<"}$0.0001`;
-  return `${sign}$${a.toFixed(4)}`;
+  if (a < 0.0000005) return `${sign === "-" ? ">-" : "<"}$0.000001`;
+  const decimals = Math.min(6, Math.max(4, -Math.floor(Math.log10(a))));
+  return `${sign}$${a.toFixed(decimals)}`;
 }
 
 /** The status bar text, e.g. `cheap · gpt-5-mini · $0.0003 | today $0.42`. */
