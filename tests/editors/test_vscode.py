@@ -216,6 +216,7 @@ E2E_SCENARIOS = [
     "stats-and-explain",
     "server-missing",
     "server-crashing",
+    "malformed-status",
 ]
 
 

@@ -281,7 +281,7 @@ scenario("inline-completion", async (ui, env) => {
   await ui.page.keyboard.press("Alt+Backslash");
   const ghost = await ui.ghostText();
   if (!ghost.includes(STUB_REPLY)) fail(`ghost text ${JSON.stringify(ghost)} lacks ${JSON.stringify(STUB_REPLY)}`);
-  const status = await ui.waitStatus("after the completion", /^cheap · stub-cheap · \$[0-9.]+ \| today \$[0-9.]+$/);
+  const status = await ui.waitStatus("after the completion", /^cheap · stub-cheap · <?\$[0-9.]+ \| today <?\$[0-9.]+$/);
   log(`ghost text ${JSON.stringify(ghost.trim())}; status ${JSON.stringify(status)}`);
   env.statusShot = await ui.screenshot("inline-completion");
   await ui.page.keyboard.press("Tab");
@@ -302,7 +302,7 @@ scenario("tier-override", async (ui) => {
   await sleep(500);
   await ui.page.keyboard.press("Alt+Backslash");
   await ui.ghostText();
-  const status = await ui.waitStatus("on the premium tier", /^premium · stub-premium · \$[0-9.]+ \| today \$[0-9.]+$/);
+  const status = await ui.waitStatus("on the premium tier", /^premium · stub-premium · <?\$[0-9.]+ \| today <?\$[0-9.]+$/);
   log(`status after the override ${JSON.stringify(status)}`);
   await ui.screenshot("tier-override");
   await ui.page.keyboard.press("Escape");
@@ -350,6 +350,17 @@ scenario("server-crashing", async (ui, env) => {
   await ui.notificationWith(/crashed 3 times/);
   await ui.screenshot("server-crashing");
   await assertEditorUsable(ui, "# editable after crashes");
+});
+
+scenario("malformed-status", async (ui, env) => {
+  const wrapper = path.join(env.tmp, "fake-mmx-lsp");
+  fs.writeFileSync(wrapper, `#!/bin/sh\nexec '${PYTHON}' '${path.join(HERE, "fake_server.py")}' "$@"\n`, { mode: 0o755 });
+  env.writeSettings({ "mmx.server.path": wrapper });
+  await ui.waitStatus("ready with the fake server", /^mmx · ready$/, 30000);
+  await assertEditorUsable(ui, "# typed while statuses are malformed");
+  await ui.waitStatus("malformed", /mmx · malformed status/, 15000);
+  await ui.screenshot("malformed-status");
+  await assertEditorUsable(ui, "# still editable");
 });
 
 async function assertEditorUsable(ui, text) {
