@@ -1,0 +1,272 @@
+"""mmx-lsp's provider layer against a real OpenAI-compatible server: llama.cpp.
+
+The server (see conftest.py) runs a tiny random-weight model: its text is gibberish, but
+its tokenization, usage counts and SSE streaming are llama.cpp's own, and greedy decoding
+at temperature 0 repeats exactly. The model never emits end-of-sequence, so every answer
+is exactly `max_tokens` tokens long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import openai
+import pytest
+
+from mmx_lsp.config import Settings
+from mmx_lsp.errors import ProviderTimeout
+from mmx_lsp.pricing import Usage, cost_usd, price_for
+from mmx_lsp.providers import ModelReply, ModelRequest, Providers, reply_cost
+
+from .conftest import LlamaServer
+
+DEADLINE_S = 60.0
+CHEAP_IN, CHEAP_OUT = Decimal("0.10"), Decimal("0.20")
+PREMIUM_IN, PREMIUM_OUT = Decimal("3"), Decimal("15")
+
+MESSAGES = [
+    {"role": "system", "content": "You complete Python code. Answer with code only."},
+    {"role": "user", "content": "def add(a, b):\n    return"},
+]
+FIM_PROMPT = "def add(a, b):\n    "
+FIM_SUFFIX = "\n\nprint(add(1, 2))\n"
+
+
+def settings_for(server: LlamaServer) -> Settings:
+    return Settings.model_validate(
+        {
+            "providers": {
+                "llama": {
+                    "base_url": server.base_url,
+                    "api_key_env": None,
+                    "timeout_s": DEADLINE_S,
+                    "max_retries": 0,
+                }
+            },
+            "tiers": {
+                "cheap": {
+                    "provider": "llama",
+                    "model": server.model,
+                    "api": "completions",
+                    "input_usd_per_mtok": str(CHEAP_IN),
+                    "output_usd_per_mtok": str(CHEAP_OUT),
+                },
+                "premium": {
+                    "provider": "llama",
+                    "model": server.model,
+                    "api": "chat",
+                    "input_usd_per_mtok": str(PREMIUM_IN),
+                    "output_usd_per_mtok": str(PREMIUM_OUT),
+                },
+            },
+        }
+    )
+
+
+@pytest.fixture
+async def providers(llama_server: LlamaServer) -> AsyncIterator[Providers]:
+    providers = Providers(settings_for(llama_server), environ={})
+    try:
+        yield providers
+    finally:
+        await providers.aclose()
+
+
+def chat(max_tokens: int = 12, messages: list[dict[str, str]] | None = None) -> ModelRequest:
+    return ModelRequest(
+        tier="premium",
+        api="chat",
+        messages=messages if messages is not None else MESSAGES,
+        prompt=None,
+        suffix=None,
+        max_tokens=max_tokens,
+        stop=None,
+        temperature=0.0,
+    )
+
+
+def fim(
+    max_tokens: int = 12, prompt: str = FIM_PROMPT, suffix: str | None = FIM_SUFFIX
+) -> ModelRequest:
+    return ModelRequest(
+        tier="cheap",
+        api="completions",
+        messages=None,
+        prompt=prompt,
+        suffix=suffix,
+        max_tokens=max_tokens,
+        stop=None,
+        temperature=0.0,
+    )
+
+
+async def call(providers: Providers, request: ModelRequest, **kwargs: Any) -> ModelReply:
+    return await providers.complete(request, deadline_s=DEADLINE_S, **kwargs)
+
+
+async def server_answer(server: LlamaServer, request: ModelRequest) -> tuple[str, Usage]:
+    """What llama.cpp itself answers, without streaming: the ground truth of text and usage."""
+    async with openai.AsyncOpenAI(base_url=server.base_url, api_key="unused") as client:
+        if request.api == "chat":
+            reply = await client.chat.completions.create(
+                model=server.model,
+                messages=request.messages,  # type: ignore[arg-type]
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+            )
+            text = reply.choices[0].message.content or ""
+        else:
+            completion = await client.completions.create(
+                model=server.model,
+                prompt=request.prompt or "",
+                suffix=request.suffix,
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+            )
+            reply, text = completion, completion.choices[0].text  # type: ignore[assignment]
+    assert reply.usage is not None
+    return text, Usage(reply.usage.prompt_tokens, reply.usage.completion_tokens)
+
+
+# --------------------------------------------------------------------------- chat
+
+
+async def test_chat_answers(providers: Providers, llama_server: LlamaServer) -> None:
+    reply = await call(providers, chat())
+
+    assert reply.text.strip()
+    assert reply.model == llama_server.model
+    assert reply.attempts == 1
+    assert reply.latency_ms > 0
+    assert reply.reported_cost_usd is None  # llama.cpp reports no cost
+    assert reply.usage.input_tokens > 0 and reply.usage.output_tokens > 0
+    # The whole answer: exactly what the server answers without streaming.
+    text, _ = await server_answer(llama_server, chat())
+    assert reply.text == text
+
+
+async def test_chat_streams_growing_text(providers: Providers) -> None:
+    seen: list[str] = []
+    reply = await call(providers, chat(max_tokens=16), on_text=seen.append)
+
+    assert len(seen) >= 2, "llama.cpp streams one piece per token"
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(seen))
+    assert all(len(later) > len(earlier) for earlier, later in itertools.pairwise(seen))
+    assert seen[-1] == reply.text
+    # Streaming to a callback changes nothing about the answer.
+    assert (await call(providers, chat(max_tokens=16))).text == reply.text
+
+
+# --------------------------------------------------------------------------- fill in the middle
+
+
+async def test_fim_with_suffix(providers: Providers, llama_server: LlamaServer) -> None:
+    reply = await call(providers, fim())
+
+    assert reply.text.strip()
+    assert reply.model == llama_server.model
+    text, usage = await server_answer(llama_server, fim())
+    assert reply.text == text
+    # The suffix is part of the prompt llama.cpp evaluated ...
+    _, without_suffix = await server_answer(llama_server, fim(suffix=None))
+    assert usage.input_tokens > without_suffix.input_tokens
+    # ... and it steers the answer: another suffix, another greedy continuation.
+    other = await call(providers, fim(suffix="\n\nclass Point:\n    x: int\n"))
+    assert other.text != reply.text
+
+
+async def test_fim_honours_max_tokens(providers: Providers, llama_server: LlamaServer) -> None:
+    short, long = (
+        await call(providers, fim(max_tokens=3)),
+        await call(providers, fim(max_tokens=24)),
+    )
+
+    assert long.text.startswith(short.text) and len(long.text) > len(short.text)
+    # The model never ends an answer early: the server counts exactly max_tokens tokens.
+    _, usage = await server_answer(llama_server, fim(max_tokens=24))
+    assert usage.output_tokens == 24
+
+
+# --------------------------------------------------------------------------- usage and cost
+
+
+@pytest.mark.parametrize("api", ["chat", "completions"])
+async def test_usage_is_counted_and_priced_exactly(
+    providers: Providers, llama_server: LlamaServer, api: str
+) -> None:
+    request = chat() if api == "chat" else fim()
+    tier = providers_tier(llama_server, request.tier)
+    reply = await call(providers, request)
+    _, truth = await server_answer(llama_server, request)
+
+    if reply.usage_estimated:
+        # llama-cpp-python 0.3.36 ignores `stream_options.include_usage`: its streams carry no
+        # usage, so the provider layer estimates the counts from the text and says so.
+        assert reply.usage.input_tokens > 0 and reply.usage.output_tokens > 0
+    else:
+        assert reply.usage == truth
+    assert truth.output_tokens == request.max_tokens
+
+    price = price_for(tier)
+    assert price is not None
+    cost = reply_cost(reply, price)
+    input_price, output_price = (
+        (CHEAP_IN, CHEAP_OUT) if request.tier == "cheap" else (PREMIUM_IN, PREMIUM_OUT)
+    )
+    expected = (
+        Decimal(reply.usage.input_tokens) * input_price
+        + Decimal(reply.usage.output_tokens) * output_price
+    ) / Decimal(1_000_000)
+    assert isinstance(cost, Decimal)
+    assert cost == expected == cost_usd(reply.usage, price)
+    assert cost > 0
+
+
+def providers_tier(server: LlamaServer, tier: str) -> Any:
+    return settings_for(server).tiers[tier]  # type: ignore[index]
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+async def test_temperature_zero_repeats(llama_server: LlamaServer) -> None:
+    replies = []
+    for _ in range(2):  # a fresh client each time: nothing is carried over
+        providers = Providers(settings_for(llama_server), environ={})
+        try:
+            replies.append((await call(providers, chat()), await call(providers, fim())))
+        finally:
+            await providers.aclose()
+
+    (chat_a, fim_a), (chat_b, fim_b) = replies
+    assert chat_a.text == chat_b.text and chat_a.usage == chat_b.usage
+    assert fim_a.text == fim_b.text and fim_a.usage == fim_b.usage
+    assert chat_a.text != fim_a.text
+
+
+# --------------------------------------------------------------------------- cancel, deadline
+
+
+async def test_cancelled_stream_leaves_the_server_usable(providers: Providers) -> None:
+    expected = (await call(providers, fim())).text
+    first_piece = asyncio.Event()
+    task = asyncio.create_task(
+        call(providers, fim(max_tokens=1500), on_text=lambda _text: first_piece.set())
+    )
+    await asyncio.wait_for(first_piece.wait(), timeout=DEADLINE_S)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert (await call(providers, fim())).text == expected
+
+
+async def test_deadline_is_a_provider_timeout(providers: Providers) -> None:
+    with pytest.raises(ProviderTimeout, match="no complete answer within"):
+        await providers.complete(fim(max_tokens=1500), deadline_s=0.3)
+    # The next call is not disturbed by the abandoned one.
+    assert (await call(providers, fim(max_tokens=4))).text
