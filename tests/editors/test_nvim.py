@@ -196,6 +196,43 @@ def test_server_crash_is_reported_and_editing_goes_on(
     run_scenario(nvim, "server_crash", tmp_path, stub_url)
 
 
+# --- ghost text, status and verdicts: answers from the stub through the real server ----------
+
+
+def test_ghost_text_appears_and_tab_accepts_it_and_reports_acceptance(
+    nvim: Path, tmp_path: Path, stub_url: str
+) -> None:
+    run_scenario(nvim, "inline_accept", tmp_path, stub_url)
+
+
+def test_dismissing_ghost_text_reports_rejection_and_tab_falls_through(
+    nvim: Path, tmp_path: Path, stub_url: str
+) -> None:
+    run_scenario(nvim, "dismiss", tmp_path, stub_url)
+
+
+def test_typing_on_cancels_the_request_in_flight(
+    nvim: Path, tmp_path: Path, slow_stub_url: str
+) -> None:
+    run_scenario(nvim, "cancel", tmp_path, slow_stub_url)
+
+
+def test_statusline_shows_tier_model_and_cost(nvim: Path, tmp_path: Path, stub_url: str) -> None:
+    run_scenario(nvim, "statusline", tmp_path, stub_url)
+
+
+def test_tier_override_changes_the_next_request_tier(
+    nvim: Path, tmp_path: Path, stub_url: str
+) -> None:
+    run_scenario(nvim, "tier_next", tmp_path, stub_url)
+
+
+def test_provider_failure_is_notified_and_editing_goes_on(
+    nvim: Path, tmp_path: Path, failing_stub_url: str
+) -> None:
+    run_scenario(nvim, "error_status", tmp_path, failing_stub_url)
+
+
 def test_vim_lsp_enable_alone_starts_the_server_from_lsp_mmx_lua(
     nvim: Path, tmp_path: Path, stub_url: str
 ) -> None:

@@ -236,6 +236,42 @@ function M.wait_ghost(bufnr)
   end, 'ghost text')
 end
 
+--- Records the `workspace/executeCommand` requests the client sends and the server's answers.
+---@param client vim.lsp.Client
+---@return {command: string, arguments: any, result?: any, err?: any, done: boolean}[]
+function M.record_commands(client)
+  local sent = {}
+  local request = client.request
+  client.request = function(self, method, params, handler, bufnr)
+    if method ~= 'workspace/executeCommand' then
+      return request(self, method, params, handler, bufnr)
+    end
+    local entry = { command = params.command, arguments = params.arguments, done = false }
+    table.insert(sent, entry)
+    return request(self, method, params, function(err, result, ...)
+      entry.err, entry.result, entry.done = err, result, true
+      if handler then
+        return handler(err, result, ...)
+      end
+    end, bufnr)
+  end
+  return sent
+end
+
+--- Waits for the server's answer to a recorded `command` and returns the entry.
+---@param sent table[] from record_commands()
+---@param command string
+---@return table
+function M.wait_command(sent, command)
+  return M.wait(10000, function()
+    for _, e in ipairs(sent) do
+      if e.command == command and e.done then
+        return e
+      end
+    end
+  end, 'the answer to ' .. command)
+end
+
 --- Sums a column of `mmx.stats` over its models.
 ---@param client vim.lsp.Client
 ---@param column string
