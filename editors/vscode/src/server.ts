@@ -150,7 +150,8 @@ export class ServerManager implements vscode.Disposable {
       command: cmd.command,
       args: cmd.args,
       transport: TransportKind.stdio,
-      options: { env: keyEnv, cwd: workspaceFolder() },
+      // For an executable the client passes `env` to spawn as the whole environment.
+      options: { env: { ...process.env, ...keyEnv }, cwd: workspaceFolder() },
     };
     const clientOptions: LanguageClientOptions = {
       documentSelector: LANGUAGES.flatMap((language) => [
