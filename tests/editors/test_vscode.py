@@ -214,6 +214,7 @@ E2E_DRIVER = EXT / "test" / "e2e" / "run.mjs"
 E2E_SCENARIOS = [
     "assistant-actions",
     "stats-and-explain",
+    "api-key",
     "server-missing",
     "server-crashing",
     "malformed-status",

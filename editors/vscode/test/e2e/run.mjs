@@ -262,6 +262,18 @@ class Ui {
     await this.page.locator(".tabs-container .tab", { hasText: title }).first().waitFor({ timeout: timeoutMs });
   }
 
+  /** The text of the visible webview panel whose content matches `re`. */
+  async webviewText(what, re, timeoutMs = 20000) {
+    return waitFor(`${what} in a webview`, async () => {
+      for (const frame of this.page.frames()) {
+        if (!frame.url().includes("fake.html") && !frame.url().includes("index.html")) continue;
+        const text = await frame.locator("body").innerText({ timeout: 500 }).catch(() => "");
+        if (re.test(text)) return text;
+      }
+      return undefined;
+    }, timeoutMs);
+  }
+
   async screenshot(name) {
     const file = path.join(ARTIFACTS, `${name}.png`);
     await this.page.screenshot({ path: file });
@@ -327,12 +339,85 @@ scenario("assistant-actions", async (ui) => {
 scenario("stats-and-explain", async (ui) => {
   await ui.runCommand("mmx: Show stats");
   await ui.tab("mmx: stats");
+  await ui.webviewText("the stats", /Requests[\s\S]*By model/);
   await ui.screenshot("stats");
   await ui.editor().click();
   await ui.runCommand("mmx: Explain routing for the cursor or selection");
   await ui.tab("mmx: routing");
+  const text = await ui.webviewText("the routing decision", /mmx routing[\s\S]*(cheap|premium) tier/);
+  log(`routing: ${JSON.stringify(text.slice(0, 200))}`);
   await ui.screenshot("routing");
 });
+
+scenario("api-key", async (ui, env) => {
+  const secret = "sk-e2e-stored-secret-5150";
+  await ui.runCommand("mmx: Set API key");
+  const row = ui.page.locator(".quick-input-widget .monaco-list-row", { hasText: "MMX_STUB_KEY" }).first();
+  await row.waitFor({ timeout: 10000 });
+  await row.click();
+  const input = ui.page.locator(".quick-input-widget input[type='password']");
+  await input.waitFor({ timeout: 10000 });
+  await input.fill(secret);
+  await ui.page.keyboard.press("Enter");
+  await ui.waitStatus("ready after the restart", /^mmx · ready$|^cheap|^premium/, 30000);
+  // The stored key reaches the server's environment (winning over the inherited one) ...
+  const serverEnv = await waitFor("an mmx_lsp process with the stored key", () =>
+    serverEnvironments().find((e) => e.MMX_STUB_KEY === secret), 20000);
+  // ... on top of the environment VS Code runs in, not instead of it.
+  if (!serverEnv.PATH || !(serverEnv.XDG_CONFIG_HOME ?? "").startsWith(env.tmp))
+    fail(`the server lost its inherited environment: ${Object.keys(serverEnv).join(", ")}`);
+  log(`server environment has MMX_STUB_KEY from secret storage, and ${Object.keys(serverEnv).length} variables in all`);
+  // ... and is nowhere in the settings or the logs.
+  const leaks = filesContaining(path.join(env.tmp, "user"), secret);
+  if (leaks.length > 0) fail(`the API key was written to ${leaks.join(", ")}`);
+  const logText = filesText(path.join(env.tmp, "user", "logs"), /mmx\.log$/);
+  if (!/API keys from SecretStorage: MMX_STUB_KEY/.test(logText)) fail("the log does not say which keys were passed");
+});
+
+/** Environments of the running `python -m mmx_lsp` processes. */
+function serverEnvironments() {
+  const found = [];
+  for (const pid of fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      if (!cmd.includes("mmx_lsp")) continue;
+      const env = Object.fromEntries(
+        fs.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").filter(Boolean).map((kv) => {
+          const i = kv.indexOf("=");
+          return [kv.slice(0, i), kv.slice(i + 1)];
+        }),
+      );
+      found.push(env);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return found;
+}
+
+function walk(dir) {
+  const out = [];
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...walk(p));
+    else if (e.isFile()) out.push(p);
+  }
+  return out;
+}
+
+function filesContaining(dir, needle) {
+  return walk(dir).filter((f) => {
+    try {
+      return fs.statSync(f).size < 20_000_000 && fs.readFileSync(f).includes(needle);
+    } catch {
+      return false;
+    }
+  });
+}
+
+function filesText(dir, nameRe) {
+  return walk(dir).filter((f) => nameRe.test(f)).map((f) => fs.readFileSync(f, "utf8")).join("\n");
+}
 
 scenario("server-missing", async (ui, env) => {
   env.writeSettings({ "mmx.server.path": "/nonexistent/mmx-lsp" });
