@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.protocol.json_rpc import JsonRPCNotification
 
 from mmx_lsp import __version__
 
@@ -34,6 +36,27 @@ class MmxProtocol(LanguageServerProtocol):
     not grow with the size of the file.
     """
 
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        """A request whose params do not decode gets an error reply naming the method.
+
+        pygls raises without answering, which leaves the editor waiting for a reply that
+        never comes; answer it here and hand pygls a notification it ignores.
+        """
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if "id" not in data or "method" not in data:
+                raise
+            cause = _describe_decode_error(exc)
+            log.warning("malformed %s request: %s", data["method"], cause)
+            self._send_response(
+                data["id"],
+                error=types.ResponseError(
+                    code=exc.code, message=f"{data['method']}: malformed params ({cause})"
+                ),
+            )
+            return JsonRPCNotification(method="$/mmx/ignored", jsonrpc="2.0", params=None)
+
     @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
     def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams) -> Any:
         if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_OPEN)) is not None:
@@ -48,6 +71,18 @@ class MmxProtocol(LanguageServerProtocol):
     def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams) -> Any:
         if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CLOSE)) is not None:
             yield handler, (params,), None
+
+
+def _describe_decode_error(exc: Exception) -> str:
+    """`$.params.position: expected an object` rather than cattrs' nested exception groups."""
+    cause = exc.__cause__ or exc
+    try:
+        from cattrs import transform_error
+
+        details = transform_error(cause)  # type: ignore[arg-type]
+    except Exception:  # not a cattrs error: its first line is the best we have
+        details = [str(cause).splitlines()[0]]
+    return "; ".join(details)[:300]
 
 
 class MmxServer(LanguageServer):
@@ -168,7 +203,9 @@ class MmxServer(LanguageServer):
         from pygls.exceptions import FeatureRequestError
 
         if source is FeatureRequestError:
-            return
+            return  # the request's error reply already says what failed
+        if source is JsonRpcException:
+            return  # an unreadable message from the editor: logged, nothing the user can do
         self.show(
             "mmx-lsp hit an internal error; the log has details (mmx: show log).",
             types.MessageType.Error,
