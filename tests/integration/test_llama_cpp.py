@@ -12,10 +12,12 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+from lsprotocol import types
 
 from mmx_lsp.config import Settings
 from mmx_lsp.errors import ProviderTimeout
@@ -270,3 +272,62 @@ async def test_deadline_is_a_provider_timeout(providers: Providers) -> None:
         await providers.complete(fim(max_tokens=1500), deadline_s=0.3)
     # The next call is not disturbed by the abandoned one.
     assert (await call(providers, fim(max_tokens=4))).text
+
+
+# --------------------------------------------------------------------------- the language server
+
+
+@pytest.mark.e2e
+async def test_language_server_answers_inline_from_llama_cpp(
+    llama_server: LlamaServer, tmp_path: Path
+) -> None:
+    """The real `mmx-lsp` over stdio, both tiers on llama.cpp: ghost text, tokens and cost."""
+    from tests.e2e.conftest import open_text, start, stop
+
+    options = settings_for(llama_server).model_dump(mode="json", exclude_none=True)
+    for tier in options["tiers"].values():
+        tier["max_output_tokens"] = 16
+    # One call on the cheap tier (FIM with a suffix): routing and cascade are not under test.
+    options["routing"] = {"premium_above": 0.99, "cascade": False}
+    options["cache"] = {"dir": str(tmp_path / "cache")}
+    options["metrics"] = {"path": str(tmp_path / "metrics.sqlite")}
+
+    client = await start(tmp_path, init_options=options)
+    try:
+        uri = open_text(
+            client,
+            (tmp_path / "add.py").as_uri(),
+            "def add(a, b):\n    \n\nprint(add(1, 2))\n",
+            "python",
+        )
+        status_future = asyncio.ensure_future(client.wait_for_notification("mmx/status"))
+        result = await client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri),
+                position=types.Position(1, 4),
+                context=types.InlineCompletionContext(
+                    trigger_kind=types.InlineCompletionTriggerKind.Invoked
+                ),
+            )
+        )
+        status = await asyncio.wait_for(status_future, DEADLINE_S)
+    finally:
+        await stop(client)
+
+    assert result is not None
+    found = list(result.items if isinstance(result, types.InlineCompletionList) else result)
+    assert len(found) == 1 and str(found[0].insert_text).strip()
+    assert (status.kind, status.tier, status.model) == ("inline", "cheap", llama_server.model)
+    assert status.cached is False and status.escalated is False
+    assert not hasattr(status, "error")
+    assert status.input_tokens > 0 and status.output_tokens > 0
+    assert [(a.model, a.input_tokens, a.output_tokens) for a in status.attempts] == [
+        (llama_server.model, status.input_tokens, status.output_tokens)
+    ]
+    cost = (
+        Decimal(status.input_tokens) * CHEAP_IN + Decimal(status.output_tokens) * CHEAP_OUT
+    ) / Decimal(1_000_000)
+    assert Decimal(status.cost_usd_exact) == cost
+    assert status.cost_usd == float(cost) and status.session_cost_usd == float(cost)
+    # The same tokens on the premium tier would have cost more.
+    assert status.saved_usd > 0
