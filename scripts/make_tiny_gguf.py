@@ -176,6 +176,7 @@ def write_model(out: Path, seed: int = SEED) -> None:
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
+        tmp.chmod(0o644)  # mkstemp makes it private
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
