@@ -189,6 +189,52 @@ async def code_action_round_trips(text: str, row: int, repeat: int) -> list[floa
     return samples
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+async def resident_memory(documents: int, lines: int) -> tuple[float, float]:
+    """RSS of the server idle, and with `documents` open files of `lines` lines in use."""
+    client = LanguageClient("bench", "1")
+    env_dir = tempfile.mkdtemp()
+    await client.start_io(
+        sys.executable,
+        "-m",
+        "mmx_lsp",
+        env={**os.environ, "XDG_CONFIG_HOME": env_dir, "XDG_CACHE_HOME": env_dir},
+    )
+    await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities()))
+    client.initialized(types.InitializedParams())
+    assert client._server is not None
+    pid = client._server.pid
+    await asyncio.sleep(0.5)
+    idle = rss_mb(pid)
+    text, row = python_file(lines)
+    for i in range(documents):
+        uri = f"file:///bench/doc{i}.py"
+        # Each document differs, as real files do (no string shared between them).
+        body = text.replace("_make_key", f"_make_key_{i}")
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, body))
+        )
+        await client.text_document_code_action_async(
+            types.CodeActionParams(
+                types.TextDocumentIdentifier(uri),
+                types.Range(types.Position(row, 0), types.Position(row + 3, 0)),
+                types.CodeActionContext(diagnostics=[]),
+            )
+        )
+    await asyncio.sleep(1.0)  # let the idle reparses run
+    loaded = rss_mb(pid)
+    await client.shutdown_async(None)
+    client.exit(None)
+    await client.stop()
+    return idle, loaded
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=200, help="samples per measurement")
@@ -240,6 +286,16 @@ def main() -> int:
             f"p95 {statistics.quantiles(trips, n=20)[-1] * 1000:.2f} ms",
             median_ms(trips),
             10.0,
+        )
+    )
+
+    idle, loaded = asyncio.run(resident_memory(20, 5_000))
+    rows.append(
+        (
+            "resident memory, 20 open 5,000-line documents (MB)",
+            f"{loaded:.0f} MB (idle server {idle:.0f} MB)",
+            loaded,
+            120.0,
         )
     )
 

@@ -362,7 +362,7 @@ class Document:
 class Documents:
     """The open documents; keeps trees for the `max_trees` most recently used."""
 
-    def __init__(self, max_trees: int = 8) -> None:
+    def __init__(self, max_trees: int = 4) -> None:
         self._docs: dict[str, Document] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
         self.max_trees = max_trees
