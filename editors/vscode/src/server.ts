@@ -102,6 +102,7 @@ export class ServerManager implements vscode.Disposable {
   /** A fresh start (user action or settings change): the crash count starts over. */
   async restart(): Promise<void> {
     await this.stop();
+    this.statusBar.reset();
     this.budget = new RestartBudget(launchSettings().maxRestarts);
     await this.startClient();
   }

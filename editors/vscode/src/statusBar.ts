@@ -22,6 +22,11 @@ export class StatusBar implements vscode.Disposable {
       severity === undefined ? undefined : new vscode.ThemeColor(`statusBarItem.${severity}Background`);
   }
 
+  /** Forgets the last request (a fresh server start: a new session). */
+  reset(): void {
+    this.last = undefined;
+  }
+
   /** Back to the last request's status, or "ready" when there was none. */
   ready(): void {
     if (this.last !== undefined) this.show(this.last);
