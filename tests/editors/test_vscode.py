@@ -212,6 +212,8 @@ E2E_DRIVER = EXT / "test" / "e2e" / "run.mjs"
 
 # Scenarios of test/e2e/run.mjs, run in one code-server session, in this order.
 E2E_SCENARIOS = [
+    "inline-completion",
+    "tier-override",
     "assistant-actions",
     "stats-and-explain",
     "api-key",

@@ -180,15 +180,10 @@ function mmxSettings(stubUrl, extra = {}) {
   };
 }
 
-const KEYBINDINGS = [
-  // Opens the tier-override code actions (kind source.mmx.tier) as a menu.
-  { key: "ctrl+alt+m", command: "editor.action.codeAction", args: { kind: "source.mmx.tier", apply: "never" } },
-];
-
+// Ends after the indentation of the body, so that Ctrl+End puts the cursor where it goes.
 const FIXTURE = `def add(a: int, b: int) -> int:
     """Return the sum of a and b."""
-    
-`;
+    `;
 
 // --- the browser -------------------------------------------------------------------------------
 
@@ -295,18 +290,40 @@ scenario("inline-completion", async (ui, env) => {
   if (!ghost.includes(STUB_REPLY)) fail(`ghost text ${JSON.stringify(ghost)} lacks ${JSON.stringify(STUB_REPLY)}`);
   const status = await ui.waitStatus("after the completion", /^cheap · stub-cheap · <?\$[0-9.]+ \| today <?\$[0-9.]+$/);
   log(`ghost text ${JSON.stringify(ghost.trim())}; status ${JSON.stringify(status)}`);
-  env.statusShot = await ui.screenshot("inline-completion");
+  await ui.screenshot("inline-completion");
+  await readmePicture(ui);
   await ui.page.keyboard.press("Tab");
   await waitFor("the accepted completion in the document", async () => (await ui.editorText()).includes(STUB_REPLY), 10000);
+  env.accepted = true;
 });
+
+/** A small picture for the README: ghost text, the status bar and its tooltip. */
+async function readmePicture(ui) {
+  const page = ui.page;
+  await page.setViewportSize({ width: 1000, height: 520 });
+  await sleep(500);
+  await ui.statusItem().hover();
+  await page.locator(".monaco-hover, .workbench-hover").first().waitFor({ timeout: 5000 }).catch(() => undefined);
+  await sleep(300);
+  await ui.screenshot("readme-status-bar");
+  await page.mouse.move(600, 200);
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await sleep(300);
+  await ui.editor().click();
+  await page.keyboard.press("Control+End");
+  await page.keyboard.press("Alt+Backslash");
+  await ui.ghostText();
+}
 
 scenario("tier-override", async (ui) => {
   await ui.page.keyboard.press("Escape");
   await ui.page.keyboard.press("Control+End");
   await ui.page.keyboard.press("Enter");
   await ui.page.keyboard.press("Enter");
+  await ui.page.keyboard.press("Shift+Tab");
   await ui.page.keyboard.type("def sub(a: int, b: int) -> int:\n", { delay: 10 });
-  await ui.page.keyboard.press("Control+Alt+KeyM");
+  await ui.page.keyboard.press("Escape");
+  await ui.runCommand("Source Action...");
   const item = ui.page.locator(".action-widget .monaco-list-row", { hasText: "use premium for the next request" });
   await item.first().waitFor({ timeout: 15000 });
   await ui.screenshot("tier-override-menu");
@@ -336,10 +353,10 @@ scenario("assistant-actions", async (ui) => {
     fail(`no assistant action shows its tier and cost: ${JSON.stringify(titles)}`);
 });
 
-scenario("stats-and-explain", async (ui) => {
+scenario("stats-and-explain", async (ui, env) => {
   await ui.runCommand("mmx: Show stats");
   await ui.tab("mmx: stats");
-  await ui.webviewText("the stats", /Requests[\s\S]*By model/);
+  const stats = await ui.webviewText("the stats", /Requests[\s\S]*By model/);
   await ui.screenshot("stats");
   await ui.editor().click();
   await ui.runCommand("mmx: Explain routing for the cursor or selection");
@@ -501,7 +518,6 @@ async function main() {
   fs.mkdirSync(path.dirname(workspaceSettings), { recursive: true });
   const writeSettings = (extra) => fs.writeFileSync(workspaceSettings, JSON.stringify(extra, null, 2));
   writeSettings({});
-  fs.writeFileSync(path.join(dirs.user, "User", "keybindings.json"), JSON.stringify(KEYBINDINGS, null, 2));
   fs.writeFileSync(path.join(dirs.work, "calc.py"), FIXTURE);
 
   const port = await freePort();
