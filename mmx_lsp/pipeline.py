@@ -243,6 +243,7 @@ class Pipeline:
         key = self._key(settings, decision.tier, prompt)
         hit = self._lookup(cache, key)
         call: _Call | None = None
+        joined = False
         try:
             if hit is not None:
                 text = self._from_cache(status, hit)
@@ -258,21 +259,25 @@ class Pipeline:
                     call = _Call(decision.tier, decision.model)
                     self._calls[key] = call
                 shared_call = call
-                try:
-                    await self._flights.run(
-                        key,
-                        lambda: self._answer(
+
+                async def flight() -> None:
+                    try:
+                        await self._answer(
                             shared_call, settings, kind, snap, prompt, diagnostics, progress
-                        ),
-                    )
-                finally:
-                    if not self._flights.in_flight(key) and self._calls.get(key) is call:
-                        del self._calls[key]
+                        )
+                    finally:
+                        # When the call really ends (answered, failed or cancelled).
+                        if self._calls.get(key) is shared_call:
+                            del self._calls[key]
+
+                await self._flights.run(key, flight)
                 text = self._from_call(status, call, owner=call.claim(), joined=joined)
                 if text and call.error is None and not joined:
                     self._store(cache, key, call)
         except asyncio.CancelledError:
-            if call is not None and call.claim():
+            # The request that started the call carries what it cost so far; one that joined
+            # it leaves the cost to the requests still waiting.
+            if call is not None and not joined and call.claim():
                 status.cost_usd = call.cost
                 status.attempts = list(call.attempts)
             status.latency_ms = (loop.time() - started) * 1000

@@ -61,6 +61,9 @@ class MmxProtocol(LanguageServerProtocol):
     def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams) -> Any:
         if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_OPEN)) is not None:
             yield handler, (params,), None
+        server = self._server
+        if isinstance(server, MmxServer):
+            server.warm_up()
 
     @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
     def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Any:
@@ -97,6 +100,7 @@ class MmxServer(LanguageServer):
         self._overrides: Overrides | None = None
         self._settings: Settings | None = None
         self._pipeline: Pipeline | None = None
+        self._warming: asyncio.Future[None] | None = None
         self.init_options: Any = None
         self.lsp_settings: Any = None
         self.roots: list[Path] = []
@@ -224,6 +228,21 @@ class MmxServer(LanguageServer):
 
         task.add_done_callback(done)
         return task
+
+    def warm_up(self) -> None:
+        """Import the request path (openai, the cache backends) in a worker thread once a
+        document is open, so that the first suggestion does not wait for it."""
+        if self._warming is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        def load() -> None:
+            import mmx_lsp.pipeline  # noqa: F401
+
+        self._warming = loop.run_in_executor(None, load)
 
     def schedule_reparse(self, uri: str) -> None:
         """Bring the whole tree up to date once typing pauses (off the keystroke path)."""

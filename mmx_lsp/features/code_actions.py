@@ -119,10 +119,49 @@ def register(server: MmxServer) -> None:
         if not data or "uri" not in data:
             return action
         doc = shared.document(ls, data["uri"])
-        if doc is None or shared.excluded(ls, doc):
+        if doc is None:
             return action
-        log.info("%s: no model call made yet; the action has no edit", action.title)
+        request_kind = data.get("kind")
+        rng = _range(data.get("range"))
+        if request_kind not in RESOLVED_KINDS or rng is None:
+            log.info("%s: not an assistant action this server can resolve", action.title)
+            return action
+        if shared.excluded(ls, doc):
+            return action
+        diagnostics = [d.message for d in action.diagnostics or [] if d.message]
+        progress = ls.pipeline.reporter.progress(action.title)
+        await progress.begin(f"asking {data.get('tier', 'the model')}")
+        try:
+            answer = await ls.pipeline.run(
+                request_kind, doc, rng.start, rng.end, diagnostics=diagnostics, progress=progress
+            )
+        finally:
+            progress.end("stopped")  # a no-op once the status has ended it
+        if not answer.text:
+            return action
+        if request_kind == "explain":
+            ls.pipeline.reporter.explanation(answer.request_id, doc.uri, rng, answer.text)
+            return action
+        action.edit = types.WorkspaceEdit(
+            changes={doc.uri: [types.TextEdit(range=rng, new_text=answer.text)]}
+        )
         return action
+
+
+# Request kinds whose action resolve calls a model.
+RESOLVED_KINDS = frozenset({"refactor", "fix", "docstring", "explain"})
+
+
+def _range(value: Any) -> types.Range | None:
+    """The action's range from its data (as `_assistant` wrote it), or None when unusable."""
+    try:
+        start, end = value["start"], value["end"]
+        return types.Range(
+            types.Position(int(start["line"]), int(start["character"])),
+            types.Position(int(end["line"]), int(end["character"])),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _assistant(

@@ -94,10 +94,11 @@ def register(server: MmxServer) -> None:
 
     @server.command("mmx.stats")
     def stats(ls: MmxServer, *args: Any) -> dict[str, Any]:
-        return {
-            "totals": {"requests": 0, "cost_usd": 0.0, "saved_usd": 0.0, "cache_hits": 0},
-            "by_model": [],
-        }
+        try:
+            params = _args(args) if args else {}
+            return ls.pipeline.stats(params.get("since"))
+        except (CommandError, ValueError) as exc:
+            raise _fail(f"mmx.stats: {exc}") from None
 
     def verdict(ls: MmxServer, args: tuple[Any, ...], value: str) -> dict[str, Any]:
         try:
@@ -108,7 +109,10 @@ def register(server: MmxServer) -> None:
         except CommandError as exc:
             raise _fail(f"mmx.{value}: {exc}") from None
         ls.verdicts[request_id] = value
-        return {"request_id": request_id, "verdict": value}
+        known = ls.pipeline.verdict(request_id, value)
+        if not known:
+            log.info("mmx.%s for %s, a request this session did not record", value, request_id)
+        return {"request_id": request_id, "verdict": value, "recorded": known}
 
     @server.command("mmx.accepted")
     def accepted(ls: MmxServer, *args: Any) -> dict[str, Any]:

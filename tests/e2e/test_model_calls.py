@@ -12,7 +12,7 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from tests.e2e.conftest import open_text, start, stop
+from tests.e2e.conftest import command, open_text, start, stop
 from tests.support.openai_stub import StubServer, _prompt_text, estimate_tokens
 
 pytestmark = pytest.mark.e2e
@@ -182,5 +182,363 @@ async def test_without_a_key_requests_are_routed_and_priced_but_not_sent(
         await asyncio.sleep(0.2)
         previews = [m for m in client.messages if "OPENAI_API_KEY" in m.message]
         assert len(previews) == 1, "one message for a burst of requests, not one per keystroke"
+    finally:
+        await stop(client)
+
+
+def collect_statuses(client: LanguageClient) -> list[Any]:
+    """Every mmx/status from now on, in order."""
+    received: list[Any] = []
+
+    @client.feature("mmx/status")
+    def on_status(ls: LanguageClient, params: Any) -> None:
+        received.append(params)
+
+    return received
+
+
+async def eventually(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_cheap_answer_that_breaks_the_syntax_escalates_to_premium(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    cheap.reply = "return (a +"
+    premium.reply = "return a + b"
+    client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
+        status_future = waiter(client)
+        result = items(await inline(client, uri))
+        status = await asyncio.wait_for(status_future, 5)
+        assert [i.insert_text for i in result] == ["return a + b"]
+        assert status.escalated is True
+        assert (status.tier, status.model) == ("premium", "stub-premium")
+        assert [(a.model, a.passed) for a in status.attempts] == [
+            ("stub-cheap", False),
+            ("stub-premium", True),
+        ]
+        first = expected_cost(cheap.requests[0], "return (a +", CHEAP_PRICE)
+        second = expected_cost(premium.requests[0], "return a + b", PREMIUM_PRICE)
+        assert Decimal(status.cost_usd_exact) == first + second
+        assert [a.cost_usd for a in status.attempts] == [float(first), float(second)]
+        assert status.input_tokens == sum(a.input_tokens for a in status.attempts)
+        assert status.saved_usd < 0, "an escalation costs more than premium alone"
+    finally:
+        await stop(client)
+
+
+async def test_a_tier_whose_endpoint_fails_falls_back_to_the_other(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    cheap.mode = "500"
+    premium.reply = "return a + b"
+    client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
+        statuses = collect_statuses(client)
+        first = items(await inline(client, uri))
+        await eventually(lambda: len(statuses) == 1)
+        assert [i.insert_text for i in first] == ["return a + b"]
+        status = statuses[0]
+        assert (status.tier, status.model) == ("premium", "stub-premium")
+        assert "cheap tier down" in status.fallback
+        assert not hasattr(status, "error")
+        assert len(cheap.requests) == 1 and len(premium.requests) == 1
+        # A second request in the same burst: still answered, no second message.
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+                content_changes=[
+                    types.TextDocumentContentChangePartial(
+                        range=types.Range(types.Position(0, 0), types.Position(0, 0)),
+                        text="# sums\n",
+                    )
+                ],
+            )
+        )
+        await inline(client, uri, types.Position(2, 4))
+        await eventually(lambda: len(statuses) == 2)
+        shown = [m for m in client.messages if "HTTP 500" in m.message]
+        assert len(shown) == 1
+        assert "stub internal error" in shown[0].message
+    finally:
+        await stop(client)
+
+
+async def test_both_tiers_down_reports_the_error_and_the_tier_tried(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    cheap.mode = premium.mode = "500"
+    client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
+        status_future = waiter(client)
+        assert items(await inline(client, uri)) == []
+        status = await asyncio.wait_for(status_future, 5)
+        assert "HTTP 500" in status.error
+        assert status.tier == "premium" and status.cost_usd == 0
+    finally:
+        await stop(client)
+
+
+async def test_cancelled_request_aborts_the_call_and_is_not_billed(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    cheap.reply = "return a + b + 0 + 0 + 0 + 0 + 0 + 0"
+    cheap.chunk_delay_s = 0.3
+    client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
+        statuses = collect_statuses(client)
+        params = types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri),
+            position=BODY,
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Automatic
+            ),
+        )
+        pending = asyncio.ensure_future(
+            client.protocol.send_request_async(
+                types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id="inline-to-cancel"
+            )
+        )
+        await eventually(lambda: len(cheap.requests) == 1)
+        client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="inline-to-cancel"))
+        with pytest.raises(Exception, match="cancel"):
+            await asyncio.wait_for(pending, 5)
+        assert await asyncio.to_thread(cheap.wait_for_disconnect, 3.0)
+        stats = await command(client, "mmx.stats", {})
+        assert stats["totals"]["requests"] == 1
+        assert stats["totals"]["cancelled"] == 1
+        assert stats["totals"]["cost_usd"] == 0
+        assert statuses == [], "a cancelled request gets no status"
+        assert len(cheap.requests) == 1 and not premium.requests
+        # The same request again makes a new call, billed once.
+        cheap.chunk_delay_s = 0.0
+        await inline(client, uri)
+        await eventually(lambda: len(statuses) == 1)
+        assert len(cheap.requests) == 2
+        assert statuses[0].cached is False and statuses[0].cost_usd > 0
+        stats = await command(client, "mmx.stats", {})
+        assert stats["totals"]["requests"] == 2
+        assert stats["totals"]["cost_usd"] == statuses[0].cost_usd
+        assert statuses[0].session_cost_usd == statuses[0].cost_usd
+    finally:
+        await stop(client)
+
+
+async def test_identical_requests_in_flight_make_one_call(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    cheap.reply = "return a + b"
+    cheap.chunk_delay_s = 0.2
+    client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
+        statuses = collect_statuses(client)
+        both = await asyncio.gather(inline(client, uri), inline(client, uri))
+        await eventually(lambda: len(statuses) == 2)
+        assert [[i.insert_text for i in items(r)] for r in both] == [["return a + b"]] * 2
+        assert len(cheap.requests) == 1
+        costs = sorted(s.cost_usd for s in statuses)
+        assert costs[0] == 0 and costs[1] > 0, "the shared call is billed once"
+        stats = await command(client, "mmx.stats", {})
+        assert stats["totals"]["cost_usd"] == costs[1]
+    finally:
+        await stop(client)
+
+
+async def test_typing_the_start_of_a_suggestion_serves_the_rest_without_a_call(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    cheap.reply = "return a + b"
+    client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
+        statuses = collect_statuses(client)
+        await inline(client, uri)
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+                content_changes=[
+                    types.TextDocumentContentChangePartial(
+                        range=types.Range(BODY, BODY), text="ret"
+                    )
+                ],
+            )
+        )
+        rest = items(await inline(client, uri, types.Position(1, 7)))
+        await eventually(lambda: len(statuses) == 2)
+        assert [i.insert_text for i in rest] == ["urn a + b"]
+        assert statuses[1].cached is True and statuses[1].cost_usd == 0
+        assert len(cheap.requests) == 1
+    finally:
+        await stop(client)
+
+
+async def test_excluded_document_sends_nothing_to_any_model(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
+    try:
+        secret = tmp_path / "secrets" / "add.py"
+        uri = open_text(client, secret.as_uri(), FUNCTION, "python")
+        statuses = collect_statuses(client)
+        assert items(await inline(client, uri)) == []
+        actions = await client.text_document_code_action_async(
+            types.CodeActionParams(
+                text_document=types.TextDocumentIdentifier(uri),
+                range=types.Range(types.Position(0, 0), types.Position(2, 0)),
+                context=types.CodeActionContext(diagnostics=[]),
+            )
+        )
+        assert [a.title for a in actions or [] if "mmx: use" not in a.title] == []
+        await asyncio.sleep(0.3)
+        assert statuses == []
+        assert not cheap.requests and not premium.requests
+    finally:
+        await stop(client)
+
+
+async def test_completion_fallback_returns_the_suggestion_as_one_item(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    cheap.reply = "return a + b"
+    client = await start(
+        tmp_path, init_options=settings(tmp_path, cheap, premium), capabilities="neovim"
+    )
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
+        status_future = waiter(client)
+        result = await client.text_document_completion_async(
+            types.CompletionParams(text_document=types.TextDocumentIdentifier(uri), position=BODY)
+        )
+        status = await asyncio.wait_for(status_future, 5)
+        assert isinstance(result, types.CompletionList)
+        [item] = result.items
+        assert isinstance(item.text_edit, types.TextEdit)
+        assert item.text_edit.new_text == "return a + b"
+        assert item.command is not None and item.command.command == "mmx.accepted"
+        assert status.kind == "completion"
+    finally:
+        await stop(client)
+
+
+def action_params(uri: str, rng: types.Range, kind: str) -> types.CodeActionParams:
+    return types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri),
+        range=rng,
+        context=types.CodeActionContext(diagnostics=[], only=[kind]),
+    )
+
+
+SMALL = "def add(a, b):\n    return a+b\n\n\nprint(add(1, 2))\n"
+SELECTION = types.Range(types.Position(0, 0), types.Position(2, 0))
+
+
+async def test_refactor_resolve_returns_a_workspace_edit_on_the_range(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    cheap.reply = "```python\ndef add(a, b):\n    return a + b\n```"
+    client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), SMALL, "python")
+        [action] = await client.text_document_code_action_async(
+            action_params(uri, SELECTION, "refactor.rewrite.mmx")
+        )
+        assert not cheap.requests, "listing actions never calls a model"
+        status_future = waiter(client)
+        resolved = await client.code_action_resolve_async(action)
+        status = await asyncio.wait_for(status_future, 5)
+        assert resolved.edit is not None and resolved.edit.changes is not None
+        [edit] = resolved.edit.changes[uri]
+        assert edit.range == SELECTION
+        assert edit.new_text == "def add(a, b):\n    return a + b\n"
+        assert status.kind == "refactor" and status.cost_usd > 0
+        assert len(cheap.requests) == 1
+        reports = [v for values in client.progress_reports.values() for v in values]
+        assert any(
+            isinstance(v, types.WorkDoneProgressEnd) and "refactor" in (v.message or "")
+            for v in reports
+        )
+    finally:
+        await stop(client)
+
+
+async def test_explain_resolve_sends_the_explanation(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    cheap.reply = "`add` returns the **sum** of its two arguments."
+    client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), SMALL, "python")
+        [action] = await client.text_document_code_action_async(
+            action_params(uri, SELECTION, "refactor.mmx.explain")
+        )
+        explanation_future = waiter(client, "mmx/explanation")
+        resolved = await client.code_action_resolve_async(action)
+        explanation = await asyncio.wait_for(explanation_future, 5)
+        assert resolved.edit is None
+        assert explanation.markdown == cheap.reply
+        assert explanation.uri == uri
+        assert explanation.range.start.line == 0 and explanation.range.end.line == 2
+        await eventually(lambda: any(cheap.reply == m.message for m in client.messages))
+    finally:
+        await stop(client)
+
+
+async def test_stats_sum_requests_and_count_verdicts(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    cheap.reply = "return a + b"
+    client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
+        statuses = collect_statuses(client)
+        await inline(client, uri)
+        await inline(client, uri)  # from the cache
+        await eventually(lambda: len(statuses) == 2)
+        accepted = await command(client, "mmx.accepted", {"request_id": statuses[0].request_id})
+        assert accepted["recorded"] is True
+        await command(client, "mmx.rejected", {"request_id": statuses[1].request_id})
+        stats = await command(client, "mmx.stats", {})
+        totals = stats["totals"]
+        assert totals["requests"] == 2 and totals["cache_hits"] == 1
+        assert totals["cost_usd"] == statuses[0].cost_usd
+        assert totals["saved_usd"] == pytest.approx(statuses[0].saved_usd + statuses[1].saved_usd)
+        [row] = stats["by_model"]
+        assert (row["model"], row["tier"], row["requests"]) == ("stub-cheap", "cheap", 2)
+        assert (row["accepted"], row["rejected"], row["cache_hits"]) == (1, 1, 1)
+        assert row["p50_ms"] is not None and row["p95_ms"] >= row["p50_ms"]
+        assert row["input_tokens"] == statuses[0].input_tokens
+        later = await command(client, "mmx.stats", {"since": "2999-01-01T00:00:00Z"})
+        assert later["totals"]["requests"] == 0
+    finally:
+        await stop(client)
+
+
+async def test_premium_for_the_next_request_is_used_once(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium, cascade=False))
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
+        await command(client, "mmx.setTier", {"tier": "premium", "scope": "next"})
+        statuses = collect_statuses(client)
+        await inline(client, uri)
+        await inline(client, uri, types.Position(0, 0))
+        await eventually(lambda: len(statuses) == 2)
+        assert [s.tier for s in statuses] == ["premium", "cheap"]
+        assert len(premium.requests) == 1
+        state = await command(
+            client, "mmx.setTier", {"tier": "auto", "scope": "document", "uri": uri}
+        )
+        assert state["next"] is None
     finally:
         await stop(client)
