@@ -1,4 +1,4 @@
-"""Command line: serve the LSP (default), explain a routing decision, show the config."""
+"""Command line: serve the LSP (default), explain a decision, show the config, replay a session."""
 
 from __future__ import annotations
 
@@ -39,6 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     config.add_argument("--workspace", type=Path, default=Path.cwd(), help="workspace root")
     config.add_argument("--json", action="store_true")
 
+    replay = sub.add_parser(
+        "replay",
+        help="replay a recorded editing session through the server, with no key and no network",
+    )
+    replay.add_argument("session", type=Path, help="a session file (fixtures/sessions/*/*.jsonl)")
+    replay.add_argument("--json", action="store_true", help="print the decisions as JSON")
+
     sub.add_parser("serve", help="serve the LSP over stdio (the default)")
     return parser
 
@@ -61,6 +68,14 @@ def _setup_logging(verbose: int, log_file: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "replay":
+        from mmx_lsp import replay
+
+        try:
+            return replay.main(args.session, json_output=args.json)
+        except BrokenPipeError:
+            sys.stderr.close()
+            return 0
     if args.command in ("explain", "config"):
         try:
             return _explain(args) if args.command == "explain" else _config(args)
