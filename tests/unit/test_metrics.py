@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 import sqlite3
 import threading
 import time
@@ -13,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mmx_lsp import metrics
+from mmx_lsp import metrics, stats_cli
 from mmx_lsp.metrics import (
     SCHEMA_V1,
     SCHEMA_VERSION,
@@ -57,6 +59,13 @@ def pipeline_record(i: int, **changes: Any) -> dict[str, Any]:
     }
     record.update(changes)
     return record
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No user configuration or data directory of the machine running the tests."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
 
 
 @pytest.fixture
@@ -490,3 +499,126 @@ def test_regressions_read_a_database_directly(tmp_path: Path) -> None:
     assert summarize(conn, now=NOW)["totals"]["requests"] == 160
     conn.close()
     assert found and found[0].recent_total == 60
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+@pytest.fixture
+def filled(tmp_path: Path) -> Path:
+    path = tmp_path / "cli.sqlite3"
+    now = time.time()
+    with MetricsStore(path, linger_s=0) as s:
+        for i in range(4):
+            s.record(pipeline_record(i, time=now - 60, model_version="2025-08-07"))
+        s.record(pipeline_record(9, time=now - 60, tier="premium", model="gpt-5.5"))
+        s.verdict("req00000", "accepted")
+    return path
+
+
+def test_stats_prints_a_table_with_rates_and_savings(
+    filled: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert stats_cli.stats_main(["--db", str(filled)]) == 0
+    out = capsys.readouterr().out
+    assert "gpt-5-mini" in out and "gpt-5.5" in out
+    assert "100% of 1" in out  # acceptance rate and how many verdicts it rests on
+    assert "Saved $0.021 against sending every request to premium" in out
+
+
+def test_stats_json_is_the_summary(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert stats_cli.stats_main(["--db", str(filled), "--json", "--since", "1h"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["totals"]["requests"] == 5 and data["by"] == "model"
+    assert data["regressions"] == []
+
+
+def test_stats_csv_has_one_row_per_group(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert stats_cli.stats_main(["--db", str(filled), "--csv", "--by", "tier"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("tier,requests,accepted")
+    assert [line.split(",")[:2] for line in lines[1:]] == [["cheap", "4"], ["premium", "1"]]
+
+
+def test_stats_prometheus_exposition(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert stats_cli.stats_main(["--db", str(filled), "--prometheus"]) == 0
+    text = capsys.readouterr().out
+    assert "# TYPE mmx_requests gauge" in text
+    assert 'mmx_requests{model="gpt-5-mini",tier="cheap"} 4' in text
+    assert 'mmx_verdicts{model="gpt-5-mini",tier="cheap",verdict="accepted"} 1' in text
+    assert 'mmx_latency_ms{model="gpt-5-mini",tier="cheap",quantile="0.95"}' in text
+    assert 'mmx_latency_ms_count{model="gpt-5-mini",tier="cheap"} 4' in text
+    for line in text.splitlines():
+        assert line.startswith("#") or re.fullmatch(r"[a-z_]+(\{[^}]*\})? \S+", line), line
+
+
+def test_stats_prometheus_file_is_written_whole(filled: Path, tmp_path: Path) -> None:
+    target = tmp_path / "textfile" / "mmx.prom"
+    assert stats_cli.stats_main(["--db", str(filled), "--prometheus-file", str(target)]) == 0
+    assert "mmx_cost_usd" in target.read_text()
+    assert [p.name for p in target.parent.iterdir()] == ["mmx.prom"]  # no temporary left
+
+
+def test_prometheus_labels_are_escaped() -> None:
+    row = {
+        "model": 'we"ird\\model\n',
+        "tier": "cheap",
+        **{k: 0 for k in ("requests", "cache_hits", "input_tokens", "output_tokens")},
+        **{k: 0 for k in ("cost_usd", "saved_usd", "escalated", "errors", "accepted")},
+        **{"rejected": 0, "p50_ms": None, "p95_ms": None, "latency_sum_ms": 0.0},
+        "latency_count": 0,
+    }
+    text = metrics.prometheus_text({"by_model": [row]})
+    assert 'model="we\\"ird\\\\model\\n"' in text
+    assert 'quantile="0.5"} NaN' in text
+
+
+def test_stats_malformed_since_is_a_usage_error(
+    filled: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert stats_cli.stats_main(["--db", str(filled), "--since", "last tuesday"]) == 2
+    err = capsys.readouterr().err
+    assert "--since: cannot read since='last tuesday'" in err and "7d" in err
+
+
+def test_stats_without_a_database_says_so_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "none.sqlite3"
+    assert stats_cli.stats_main(["--db", str(missing), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["totals"]["requests"] == 0
+    assert "no metrics recorded yet" in captured.err
+    assert not missing.exists()
+
+
+def test_models_lists_tiers_prices_and_their_sources(
+    filled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mmx.toml").write_text(
+        '[tiers.premium]\nmodel = "my-model"\ninput_usd_per_mtok = 1.5\noutput_usd_per_mtok = 6\n'
+    )
+    argv = ["--db", str(filled), "--workspace", str(tmp_path), "--json", "--all"]
+    assert stats_cli.models_main(argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    tiers = {row["tier"]: row for row in data["tiers"]}
+    assert tiers["cheap"]["model"] == "gpt-5-mini"
+    assert tiers["cheap"]["price_source"].startswith("built-in table (")
+    assert data["builtin_as_of"] in tiers["cheap"]["price_source"]
+    assert tiers["cheap"]["versions_seen"] == ["2025-08-07"]
+    assert tiers["premium"]["price_source"] == "configuration"
+    assert tiers["premium"]["input_usd_per_mtok"] == "1.5"
+    assert any(row["model"] == "gpt-5-mini" for row in data["builtin"])
+
+
+def test_models_table_names_the_price_date(
+    filled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert stats_cli.models_main(["--db", str(filled), "--workspace", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "gpt-5-mini" in out and "built-in table" in out and "unpinned" in out
+
+
+def test_the_module_entry_point_dispatches(capsys: pytest.CaptureFixture[str]) -> None:
+    assert stats_cli.main(["nonsense"]) == 2
+    assert "stats" in capsys.readouterr().err
