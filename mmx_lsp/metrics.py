@@ -349,6 +349,26 @@ _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(Record))
 _ALIASES = {"ts": "time", "total_ms": "latency_ms", "prompt_template_version": "template_version"}
 
 
+# Facts without a column are kept only when they cannot carry code or prompt text: numbers,
+# flags, short strings and tables of numbers, under names that do not suggest text.
+_TEXT_KEYS = frozenset(
+    {"preview", "prompt", "messages", "text", "answer", "completion", "suffix", "context"}
+)
+_SHORT = 200
+
+
+def _harmless(key: str, value: Any) -> bool:
+    if key in _TEXT_KEYS:
+        return False
+    if isinstance(value, bool | int | float | Decimal):
+        return True
+    if isinstance(value, str):
+        return len(value) <= _SHORT
+    if isinstance(value, Mapping):
+        return all(isinstance(v, int | float | Decimal) for v in value.values())
+    return False
+
+
 def as_record(item: Mapping[str, Any] | Any) -> tuple[Record, dict[str, Any]]:
     """A Record from a dict or a dataclass (such as status.Status), and the facts that
     have no column (kept as JSON in `extra`)."""
@@ -366,7 +386,7 @@ def as_record(item: Mapping[str, Any] | Any) -> tuple[Record, dict[str, Any]]:
         name = _ALIASES.get(key, key)
         if name in _RECORD_FIELDS:
             known[name] = value
-        elif value is not None and value is not False:
+        elif value is not None and value is not False and _harmless(key, value):
             extra[key] = value
     for required in ("request_id", "kind", "tier", "model"):
         known.setdefault(required, "")

@@ -159,6 +159,27 @@ def test_prompt_text_is_kept_only_when_store_prompts_is_on(tmp_path: Path) -> No
         assert rows(path, "SELECT prompt FROM requests") == [(expected,)]
 
 
+def test_facts_without_a_column_never_carry_text(store: MetricsStore) -> None:
+    store.record(
+        pipeline_record(
+            0,
+            reused=True,
+            fallback="premium",
+            preview="def handler(secret): ...",
+            messages=[{"role": "user", "content": "code"}],
+            notes="x" * 1000,
+            estimate_usd={"cheap": Decimal("0.001"), "premium": Decimal("0.02")},
+        )
+    )
+    store.flush()
+    (extra,) = rows(store.path, "SELECT extra FROM requests")[0]
+    assert json.loads(extra) == {
+        "estimate_usd": {"cheap": "0.001", "premium": "0.02"},
+        "fallback": "premium",
+        "reused": True,
+    }
+
+
 def test_a_status_dataclass_with_attempts_and_decision_facts_is_recorded(
     store: MetricsStore,
 ) -> None:
