@@ -369,9 +369,11 @@ def _harmless(key: str, value: Any) -> bool:
     return False
 
 
-def as_record(item: Mapping[str, Any] | Any) -> tuple[Record, dict[str, Any]]:
+def as_record(
+    item: Mapping[str, Any] | Any, when: float | None = None
+) -> tuple[Record, dict[str, Any]]:
     """A Record from a dict or a dataclass (such as status.Status), and the facts that
-    have no column (kept as JSON in `extra`)."""
+    have no column (kept as JSON in `extra`); `when` is the time of a record without one."""
     if isinstance(item, Record):
         return item, {}
     if isinstance(item, Mapping):
@@ -390,8 +392,10 @@ def as_record(item: Mapping[str, Any] | Any) -> tuple[Record, dict[str, Any]]:
             extra[key] = value
     for required in ("request_id", "kind", "tier", "model"):
         known.setdefault(required, "")
-    if "time" in known and known["time"] is None:
-        del known["time"]
+    if known.get("time") is None:
+        known.pop("time", None)
+        if when is not None:
+            known["time"] = when
     return Record(**known), extra
 
 
@@ -771,8 +775,10 @@ class MetricsStore:
         for I/O: faults become warnings (see `take_warnings`)."""
         if self._closed:
             return
-        # A shallow copy: the caller may go on changing its dict (the verdict, for one).
-        self._queue.put(("record", dict(item) if isinstance(item, Mapping) else item))
+        # A shallow copy: the caller may go on changing its dict (the verdict, for one). The
+        # time is taken now, for records that do not carry their own.
+        copy = dict(item) if isinstance(item, Mapping) else item
+        self._queue.put(("record", (copy, self._clock())))
 
     def verdict(self, request_id: str, value: str) -> None:
         """Queue the editor's verdict ("accepted" or "rejected") on a recorded request."""
@@ -979,7 +985,8 @@ class MetricsStore:
         for op, payload in batch:
             if op == "record":
                 try:
-                    record, extra = as_record(payload)
+                    item, when = payload
+                    record, extra = as_record(item, when)
                     rows.append(_row(record, extra, self.store_prompts))
                     records.append(record)
                 except (TypeError, ValueError) as exc:

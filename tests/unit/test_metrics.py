@@ -199,7 +199,7 @@ def test_a_status_dataclass_with_attempts_and_decision_facts_is_recorded(
             Attempt("premium", "gpt-5.5", 3000, 200, Decimal("0.021"), True, "", 1200),
         ],
     )
-    store.record(status)
+    store.record(status)  # no time of its own: the time of the record() call
     store.record(
         pipeline_record(
             9,
@@ -219,6 +219,7 @@ def test_a_status_dataclass_with_attempts_and_decision_facts_is_recorded(
         store.path, "SELECT attempts, escalated FROM requests WHERE request_id = 'st1'"
     )[0]
     assert '"passed":false' in attempts and escalated == 1
+    assert rows(store.path, "SELECT ts FROM requests WHERE request_id = 'st1'") == [(NOW,)]
     found = rows(
         store.path,
         "SELECT language, features, score, rule, model_version, template_version, queue_ms, "
@@ -400,6 +401,33 @@ def test_a_corrupt_database_is_moved_aside_with_a_warning(tmp_path: Path) -> Non
     assert "moved to metrics.sqlite3.corrupt-" in taken[0]
     assert len(list(tmp_path.glob("metrics.sqlite3.corrupt-*"))) == 1
     assert rows(path) == [(1,)]
+
+
+def test_damage_found_while_writing_starts_a_new_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "metrics.sqlite3"
+    real_insert = metrics.insert_requests
+    calls = {"n": 0}
+
+    def damaged_once(conn: sqlite3.Connection, *args: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+        return real_insert(conn, *args)
+
+    monkeypatch.setattr(metrics, "insert_requests", damaged_once)
+    with MetricsStore(path, linger_s=0) as s:
+        s.record(pipeline_record(0))
+        s.flush()
+        s.record(pipeline_record(1))
+        s.flush()
+        warnings = s.take_warnings()
+    assert len(warnings) == 1 and "a new metrics database was started" in warnings[0]
+    assert rows(path, "SELECT request_id FROM requests") == [("req00001",)]
+    moved = [p for p in tmp_path.glob("metrics.sqlite3.corrupt-*") if p.name[-4:] != "-wal"]
+    (moved,) = [p for p in moved if p.name[-4:] != "-shm"]
+    assert rows(moved, "SELECT request_id FROM requests") == [("req00000",)]
 
 
 def test_a_locked_database_is_retried_and_nothing_is_lost(tmp_path: Path) -> None:
