@@ -180,7 +180,8 @@ def migrate(conn: sqlite3.Connection) -> int:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     return found
 
@@ -683,7 +684,8 @@ def prune(conn: sqlite3.Connection, retention_days: int, now: float) -> None:
         conn.execute("DELETE FROM daily_latency WHERE day < ?", (first_kept.isoformat(),))
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
 
 
@@ -761,6 +763,11 @@ class MetricsStore:
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> MetricsStore:
+        """A store for `metrics.path`, `metrics.retention_days`, `privacy.store_prompts` and,
+        where the settings have it, `metrics.max_size_mb`."""
+        max_size_mb = getattr(settings.metrics, "max_size_mb", None)
+        if max_size_mb is not None and "max_bytes" not in kwargs:
+            kwargs["max_bytes"] = int(max_size_mb) * 1024 * 1024
         return cls(
             path_from_settings(settings),
             retention_days=settings.metrics.retention_days,
@@ -1315,6 +1322,21 @@ class RegressionPolicy:
     margin: float = 0.10  # absolute drop in acceptance rate
     min_samples: int = 30  # verdicts in each window
     alpha: float = 0.05  # one-sided two-proportion z-test
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RegressionPolicy:
+        """From `metrics.regression_*` keys where the settings have them, else defaults."""
+        section = settings.metrics
+        default = cls()
+        return cls(
+            recent_days=float(getattr(section, "regression_recent_days", default.recent_days)),
+            baseline_days=float(
+                getattr(section, "regression_baseline_days", default.baseline_days)
+            ),
+            margin=float(getattr(section, "regression_margin", default.margin)),
+            min_samples=int(getattr(section, "regression_min_samples", default.min_samples)),
+            alpha=float(getattr(section, "regression_alpha", default.alpha)),
+        )
 
 
 @dataclass(frozen=True)

@@ -671,3 +671,27 @@ def test_models_table_names_the_price_date(
 def test_the_module_entry_point_dispatches(capsys: pytest.CaptureFixture[str]) -> None:
     assert stats_cli.main(["nonsense"]) == 2
     assert "stats" in capsys.readouterr().err
+
+
+def test_store_and_policy_follow_the_settings(tmp_path: Path) -> None:
+    from mmx_lsp.config import Settings
+
+    settings = Settings.model_validate(
+        {
+            "metrics": {"path": str(tmp_path / "custom.sqlite3"), "retention_days": 5},
+            "privacy": {"store_prompts": True},
+        }
+    )
+    with MetricsStore.from_settings(settings, linger_s=0) as s:
+        assert (s.path, s.retention_days, s.store_prompts) == (
+            tmp_path / "custom.sqlite3",
+            5,
+            True,
+        )
+        s.record(pipeline_record(0))
+    assert (tmp_path / "custom.sqlite3").exists()
+    assert RegressionPolicy.from_settings(settings) == RegressionPolicy()
+
+
+def test_the_default_path_is_in_the_user_data_directory(tmp_path: Path) -> None:
+    assert metrics.default_path() == tmp_path / "data" / "mmx" / "metrics.sqlite3"
