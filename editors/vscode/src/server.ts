@@ -195,6 +195,15 @@ export class ServerManager implements vscode.Disposable {
 
     const client = new MmxLanguageClient("mmx", "mmx", serverOptions, clientOptions);
     this.client = client;
+    // Tell the server that this client shows `mmx/explanation` itself (no showMessage copy).
+    client.registerFeature({
+      fillClientCapabilities: (capabilities) => {
+        capabilities.experimental = { ...(capabilities.experimental as object | undefined), mmx: { explanation: true } };
+      },
+      initialize: () => undefined,
+      getState: () => ({ kind: "static" }),
+      clear: () => undefined,
+    });
     client.onNotification("mmx/status", (raw: unknown) => {
       if (gen !== this.generation) return;
       const parsed = parseStatus(raw);
