@@ -214,7 +214,10 @@ E2E_DRIVER = EXT / "test" / "e2e" / "run.mjs"
 E2E_SCENARIOS = [
     "inline-completion",
     "tier-override",
+    "status-bar-menu",
+    "settings-change",
     "assistant-actions",
+    "explain-action",
     "stats-and-explain",
     "api-key",
     "server-missing",

@@ -337,6 +337,47 @@ scenario("tier-override", async (ui) => {
   await ui.page.keyboard.press("Escape");
 });
 
+scenario("status-bar-menu", async (ui) => {
+  await ui.statusItem().click();
+  const item = ui.page.locator(".quick-input-widget .monaco-list-row", { hasText: "Premium for this file" }).first();
+  await item.waitFor({ timeout: 10000 });
+  await ui.screenshot("status-bar-menu");
+  await item.click();
+  await ui.editor().click();
+  await ui.page.keyboard.press("Control+End");
+  await ui.page.keyboard.press("Enter");
+  await ui.page.keyboard.press("Alt+Backslash");
+  await ui.ghostText();
+  await ui.waitStatus("premium for this file", /^premium · stub-premium · /);
+  await ui.page.keyboard.press("Escape");
+  // Back to automatic routing for the file.
+  await ui.statusItem().click();
+  const auto = ui.page.locator(".quick-input-widget .monaco-list-row", { hasText: "Automatic for this file" }).first();
+  await auto.waitFor({ timeout: 10000 });
+  await auto.click();
+  await ui.editor().click();
+  await ui.page.keyboard.press("Alt+Backslash");
+  await ui.ghostText();
+  await ui.waitStatus("automatic again", /^cheap · stub-cheap · /);
+  await ui.page.keyboard.press("Escape");
+});
+
+scenario("settings-change", async (ui, env) => {
+  // A settings change reaches the running server (workspace/didChangeConfiguration).
+  const tiers = mmxSettings(env.stubUrl)["mmx.tiers"];
+  env.writeSettings({ "mmx.tiers": { ...tiers, cheap: { ...tiers.cheap, model: "stub-cheap-b" } } });
+  await sleep(1500);
+  await ui.editor().click();
+  await ui.page.keyboard.press("Control+End");
+  await ui.page.keyboard.type("x = ", { delay: 10 });
+  await ui.page.keyboard.press("Alt+Backslash");
+  await ui.ghostText();
+  await ui.waitStatus("the new cheap model", /^cheap · stub-cheap-b · /);
+  await ui.page.keyboard.press("Escape");
+  env.writeSettings({});
+  await sleep(1000);
+});
+
 scenario("assistant-actions", async (ui) => {
   await ui.editor().click();
   await ui.page.keyboard.press("Control+Home");
@@ -353,10 +394,36 @@ scenario("assistant-actions", async (ui) => {
     fail(`no assistant action shows its tier and cost: ${JSON.stringify(titles)}`);
 });
 
+scenario("explain-action", async (ui) => {
+  await ui.editor().click();
+  await ui.page.keyboard.press("Control+Home");
+  for (let i = 0; i < 3; i++) await ui.page.keyboard.press("Shift+ArrowDown");
+  const bulb = ui.page.locator(".monaco-editor .lightBulbWidget, .monaco-editor .codicon-lightbulb").first();
+  await bulb.waitFor({ timeout: 15000 });
+  await bulb.click();
+  const item = ui.page.locator(".action-widget .monaco-list-row", { hasText: "Explain selection" }).first();
+  await item.waitFor({ timeout: 15000 });
+  await item.click();
+  await ui.tab("mmx: explanation", 30000);
+  const text = await ui.webviewText("the explanation", new RegExp(STUB_REPLY.replace(/[+]/g, "\\+")));
+  log(`explanation: ${JSON.stringify(text.slice(0, 120))}`);
+  await ui.screenshot("explanation");
+  // The client declared that it shows explanations itself: no pop-up copy of it.
+  const toasts = await ui.page.locator(".notifications-toasts .notification-toast").allInnerTexts();
+  if (toasts.some((t) => t.includes(STUB_REPLY))) fail(`the explanation was also shown as a message: ${JSON.stringify(toasts)}`);
+});
+
 scenario("stats-and-explain", async (ui, env) => {
   await ui.runCommand("mmx: Show stats");
   await ui.tab("mmx: stats");
   const stats = await ui.webviewText("the stats", /Requests[\s\S]*By model/);
+  if (env.accepted) {
+    // The accepted suggestion was reported (mmx.accepted): the cheap model's row counts it.
+    const row = stats.split("\n").find((l) => l.startsWith("stub-cheap"));
+    const cells = (row ?? "").split("\t").map((c) => c.trim());
+    log(`stats row ${JSON.stringify(cells)}`);
+    if (!(Number(cells[9]) >= 1)) fail(`the stats do not count the accepted suggestion: ${JSON.stringify(row)}`);
+  }
   await ui.screenshot("stats");
   await ui.editor().click();
   await ui.runCommand("mmx: Explain routing for the cursor or selection");
@@ -567,7 +634,7 @@ async function main() {
   await ui.openFile("calc.py");
   await ui.waitStatus("ready (the server started)", /^mmx · ready$/, 60000);
   log("server ready");
-  const shared = { tmp, writeSettings };
+  const shared = { tmp, writeSettings, stubUrl };
   let passed = 0;
   let failed = 0;
   for (const s of scenarios) {
