@@ -187,8 +187,9 @@ def _position(message: dict[str, Any]) -> str:
     params = message.get("params") or {}
     where = params.get("position")
     if where is None:
-        data = params.get("data") if isinstance(params.get("data"), dict) else {}
-        where = (data.get("range") or params.get("range") or {}).get("start")
+        data = params.get("data")
+        rng = (data.get("range") if isinstance(data, dict) else None) or params.get("range")
+        where = rng.get("start") if isinstance(rng, dict) else None
     if not isinstance(where, dict):
         return ""
     return f"{where.get('line', 0) + 1}:{where.get('character', 0) + 1}"
@@ -324,6 +325,7 @@ def as_json(result: Result) -> dict[str, Any]:
                 "premium_usd": str(d.estimate("premium")),
                 "cancelled": d.cancelled,
                 "preview": d.status.get("preview"),
+                "latency_ms": d.status.get("latency_ms"),
             }
             for d in result.decisions
         ],

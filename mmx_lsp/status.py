@@ -237,22 +237,23 @@ class Reporter:
         if not budget:
             return
         shown = self._budget_marks.setdefault(day, set())
-        for mark in BUDGET_MARKS:
-            if spent_today >= budget * mark and mark not in shown:
-                shown.add(mark)
-                if mark >= 1:
-                    text = (
-                        f"mmx: today's budget of {format_usd(budget)} is spent "
-                        f"({format_usd(spent_today)}); routing now prefers the cheap tier"
-                    )
-                    kind = types.MessageType.Warning
-                else:
-                    text = (
-                        f"mmx: {format_usd(spent_today)} of today's {format_usd(budget)} budget "
-                        "spent; the premium threshold is rising"
-                    )
-                    kind = types.MessageType.Info
-                self._server.show(text, kind)
+        crossed = [m for m in BUDGET_MARKS if spent_today >= budget * m and m not in shown]
+        if not crossed:
+            return
+        shown.update(crossed)
+        # One charge can cross several marks: tell the highest.
+        if max(crossed) >= 1:
+            text = (
+                f"mmx: today's budget of {format_usd(budget)} is spent "
+                f"({format_usd(spent_today)}); routing now prefers the cheap tier"
+            )
+            self._server.show(text, types.MessageType.Warning)
+        else:
+            text = (
+                f"mmx: {format_usd(spent_today)} of today's {format_usd(budget)} budget "
+                "spent; the premium threshold is rising"
+            )
+            self._server.show(text, types.MessageType.Info)
 
 
 class Progress:

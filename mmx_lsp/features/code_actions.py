@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
@@ -31,7 +32,7 @@ ASSISTANT_ACTIONS = (
 )
 
 
-def _wanted(kind: str, only: list[str] | None) -> bool:
+def _wanted(kind: str, only: Sequence[str] | None) -> bool:
     if not only:
         return True
     return any(kind == o or kind.startswith(o + ".") for o in only)

@@ -136,6 +136,17 @@ async def test_inline_completion_is_answered_with_model_tokens_and_exact_cost(
         assert [a.model for a in status.attempts] == ["stub-cheap"]
         assert status.attempts[0].passed is True
         assert not hasattr(status, "error")
+        # Clients that do not know mmx/status see the choice in the log and in $/progress.
+        await eventually(
+            lambda: any("mmx inline → cheap" in m.message for m in client.log_messages)
+        )
+        await eventually(
+            lambda: any(
+                isinstance(v, types.WorkDoneProgressEnd) and "stub-cheap" in (v.message or "")
+                for values in client.progress_reports.values()
+                for v in values
+            )
+        )
     finally:
         await stop(client)
 
@@ -540,5 +551,25 @@ async def test_premium_for_the_next_request_is_used_once(
             client, "mmx.setTier", {"tier": "auto", "scope": "document", "uri": uri}
         )
         assert state["next"] is None
+    finally:
+        await stop(client)
+
+
+async def test_spending_past_the_daily_budget_warns_once(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    cheap.reply = "return a + b"
+    options = settings(tmp_path, cheap, premium, daily_budget_usd="0.00001")
+    client = await start(tmp_path, init_options=options)
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
+        statuses = collect_statuses(client)
+        await inline(client, uri)
+        await inline(client, uri, types.Position(0, 0))
+        await eventually(lambda: len(statuses) == 2)
+        assert statuses[0].budget_left_usd == pytest.approx(0.00001 - statuses[0].cost_usd)
+        assert statuses[1].budget_left_usd < statuses[0].budget_left_usd < 0
+        warnings = [m for m in client.messages if "budget" in m.message]
+        assert len(warnings) == 1 and "is spent" in warnings[0].message
     finally:
         await stop(client)
