@@ -42,7 +42,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -100,6 +100,9 @@ class StubServer:
         self.retry_after: float = 1.0
         self.delay_s: float = 2.0
         self.chunk_delay_s: float = 0.0
+        # A function of the request body that writes the answer (a model that knows what
+        # the user will type, for benchmarks); it takes precedence over `reply`.
+        self.reply_fn: Callable[[dict[str, Any]], str] | None = None
         self.cached_tokens: int | None = None
         self.usage_cost: float | str | None = None
         self.litellm_cost: str | None = None
@@ -151,6 +154,7 @@ class StubServer:
             self._disconnected.clear()
         self.reply = None
         self.reply_by_model = {}
+        self.reply_fn = None
         self.mode = "ok"
         self.retry_after = 1.0
         self.delay_s = 2.0
@@ -193,7 +197,9 @@ class StubServer:
             self.disconnects += 1
         self._disconnected.set()
 
-    def _reply_for(self, model: str) -> str:
+    def _reply_for(self, model: str, body: dict[str, Any] | None = None) -> str:
+        if self.reply_fn is not None and body is not None:
+            return self.reply_fn(body)
         if model in self.reply_by_model:
             return self.reply_by_model[model]
         return self.reply if self.reply is not None else DEFAULT_REPLY
@@ -321,7 +327,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         model = str(body.get("model", "stub-model"))
-        text = stub._reply_for(model)
+        text = stub._reply_for(model, body)
         reported = stub.reported_model or model
         if stream:
             self._stream(body, chat, reported, text, disconnect=mode == "disconnect")
