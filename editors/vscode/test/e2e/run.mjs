@@ -508,6 +508,11 @@ scenario("server-missing", async (ui, env) => {
   await ui.waitStatus("server not found", /mmx · server not found/, 30000);
   await ui.notificationWith(/mmx\.server\.path is set to "\/nonexistent\/mmx-lsp"/);
   await ui.screenshot("server-missing");
+  // The message's action shows how to install the server.
+  const howTo = ui.page.locator(".notifications-toasts .notification-toast a.monaco-button, .notifications-toasts .notification-toast .monaco-button", { hasText: "How to install" }).first();
+  await howTo.click({ timeout: 10000 });
+  await ui.tab("mmx: install the server");
+  await ui.webviewText("the install instructions", /pip install mmx-lsp/);
   await assertEditorUsable(ui, "# still editable");
 });
 
