@@ -6,6 +6,8 @@ import datetime as dt
 import json
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -436,8 +438,10 @@ def test_a_locked_database_is_retried_and_nothing_is_lost(tmp_path: Path) -> Non
         s.wait_ready()
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN EXCLUSIVE")
+        started = time.perf_counter()
         for i in range(50):
             s.record(pipeline_record(i))
+        assert time.perf_counter() - started < 0.2  # the lock never reaches the caller
         time.sleep(0.5)
         other.execute("COMMIT")
         other.close()
@@ -478,6 +482,40 @@ def test_two_stores_on_one_file_lose_nothing(tmp_path: Path) -> None:
     b.close()
     assert rows(path) == [(600,)]
     assert rows(path, "SELECT sum(requests) FROM daily") == [(600,)]
+
+
+WRITER = """
+import sys
+from decimal import Decimal
+from mmx_lsp.metrics import MetricsStore
+with MetricsStore(sys.argv[1], linger_s=0.005, busy_timeout_ms=50) as store:
+    for i in range(400):
+        store.record({"request_id": f"p{i}", "kind": "inline", "tier": "cheap",
+                      "model": "gpt-5-mini", "latency_ms": 300.0,
+                      "cost_usd": Decimal("0.000001")})
+    assert store.flush(30)
+    print(store.stats.written)
+"""
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    root = Path(__file__).resolve().parents[2]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path)],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert [out.strip() for out, _err in outputs] == ["400", "400"]
+    assert rows(path) == [(800,)]
+    assert rows(path, "SELECT sum(requests), sum(cost_pusd) FROM daily") == [(800, 800_000_000)]
 
 
 def test_record_after_close_is_ignored(tmp_path: Path) -> None:
