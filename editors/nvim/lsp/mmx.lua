@@ -11,6 +11,8 @@ return {
     textDocument = {
       inlineCompletion = { dynamicRegistration = false },
     },
+    -- mmx/explanation opens in a float here: the server need not repeat it as a message.
+    experimental = { mmx = { explanation = true } },
   },
   handlers = {
     ['mmx/status'] = function(...)

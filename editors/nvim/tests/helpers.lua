@@ -293,6 +293,17 @@ function M.run(name, fn)
     table.insert(M.notifications, { message = tostring(msg), level = level or vim.log.levels.INFO })
     M.log('notify [%s] %s', tostring(level), tostring(msg))
   end
+  -- Neovim writes most window/showMessage text straight out, past vim.notify: record it too.
+  local show_message = vim.lsp.handlers['window/showMessage']
+  vim.lsp.handlers['window/showMessage'] = function(err, params, ctx)
+    if type(params) == 'table' then
+      local levels = { vim.log.levels.ERROR, vim.log.levels.WARN, vim.log.levels.INFO, vim.log.levels.DEBUG }
+      local message = 'showMessage: ' .. tostring(params.message)
+      table.insert(M.notifications, { message = message, level = levels[params.type] or vim.log.levels.INFO })
+      M.log('%s', message)
+    end
+    return show_message(err, params, ctx)
+  end
   vim.api.nvim_create_autocmd('User', {
     pattern = 'MmxStatus',
     callback = function(ev)
