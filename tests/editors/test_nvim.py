@@ -227,6 +227,16 @@ def test_tier_override_changes_the_next_request_tier(
     run_scenario(nvim, "tier_next", tmp_path, stub_url)
 
 
+def test_stats_show_in_a_floating_table(nvim: Path, tmp_path: Path, stub_url: str) -> None:
+    run_scenario(nvim, "stats", tmp_path, stub_url)
+
+
+def test_explain_action_answer_shows_in_a_markdown_float(
+    nvim: Path, tmp_path: Path, stub_url: str
+) -> None:
+    run_scenario(nvim, "explanation", tmp_path, stub_url)
+
+
 def test_provider_failure_is_notified_and_editing_goes_on(
     nvim: Path, tmp_path: Path, failing_stub_url: str
 ) -> None:

@@ -31,4 +31,8 @@ t.run('dismiss', function()
   for _, e in ipairs(sent) do
     t.ok(e.command ~= 'mmx.accepted', 'nothing accepted')
   end
+  t.wait(10000, function()
+    return t.stats_sum(client, 'rejected') == 1
+  end, 'mmx.stats to count the rejection')
+  t.eq(t.stats_sum(client, 'accepted'), 0, 'mmx.stats counts no acceptance')
 end)

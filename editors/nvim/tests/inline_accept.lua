@@ -35,4 +35,7 @@ t.run('inline_accept', function()
   for _, e in ipairs(sent) do
     t.ok(e.command ~= 'mmx.rejected', 'nothing rejected')
   end
+  t.wait(10000, function()
+    return t.stats_sum(client, 'accepted') == 1
+  end, 'mmx.stats to count the acceptance')
 end)
