@@ -95,6 +95,31 @@ class Span:
     stale: bool = False
 
 
+@dataclass(frozen=True)
+class Excerpt:
+    """The lines a prompt can draw on, without the rest of the file.
+
+    `text` is the document's import lines (where they lie above the window) followed by a
+    window of whole lines around the request; `start`/`end` are the request's character
+    offsets in it, `scope` the (first, last) line of the innermost definition around it and
+    `imports` the import lines, both as line numbers in `text`.
+    """
+
+    text: str
+    start: int
+    end: int
+    scope: tuple[int, int] | None
+    imports: list[int]
+
+    @property
+    def outline(self) -> tuple[tuple[int, int] | None, list[int]]:
+        return self.scope, self.imports
+
+
+# Top-level statements looked at for imports: they come first in real files.
+IMPORT_SCAN_LIMIT = 300
+
+
 @dataclass
 class Document:
     uri: str
@@ -108,6 +133,7 @@ class Document:
     _starts: list[int] = field(default_factory=list)  # byte offset of each line start
     _valid: int = 0  # _starts[0.._valid] are correct
     _span: Span | None = None
+    _imports: list[tuple[int, str]] | None = None  # (row, line) of each import line
     _parser: Parser | None = None
 
     @classmethod
@@ -195,6 +221,7 @@ class Document:
         self._tree = None
         self._tree_fresh = False
         self._span = None
+        self._imports = None
         self.binary = "\x00" in text[:8192]
         if self.binary or self.size_bytes > MAX_PARSE_BYTES:
             self.spec = None
@@ -228,6 +255,8 @@ class Document:
             new_end_point = (r0, start_point[1] + len(encoded))
         else:
             new_end_point = (r0 + len(parts) - 1, len(parts[-1].encode("utf-8")))
+        if self._imports is not None and (not self._imports or r0 <= self._imports[-1][0]):
+            self._imports = None
         span = self._span
         if span is not None:
             inside = (first, last) == (r0, r1) and span.start_row <= r0 and r1 <= span.end_row
@@ -303,6 +332,18 @@ class Document:
         self._tree = None
         self._tree_fresh = False
         self._span = None
+        self._imports = None
+
+    def _code_points(
+        self, start_row: int, end_row: int, row_offset: int = 0
+    ) -> tuple[tuple[int, int], tuple[int, int]]:
+        """From the first non-blank column of start_row to the end of end_row's code."""
+        first = self.line_text(start_row)
+        indent = len(first.encode("utf-8")) - len(first.lstrip().encode("utf-8"))
+        end_col = len(self.line_text(end_row).rstrip().encode("utf-8"))
+        if end_row == start_row:
+            end_col = max(end_col, indent)
+        return (start_row - row_offset, indent), (end_row - row_offset, end_col)
 
     def region_rows(self, start_row: int, end_row: int) -> tuple[int, int]:
         """Rows of the smallest set of whole definitions around [start_row, end_row]."""
@@ -311,12 +352,7 @@ class Document:
             return max(0, start_row - 40), min(len(self.lines) - 1, end_row + 40)
         root = tree.root_node
         last_row = len(self.lines) - 1
-        first = self.line_text(start_row)
-        indent = len(first.encode("utf-8")) - len(first.lstrip().encode("utf-8"))
-        end_col = len(self.line_text(end_row).rstrip().encode("utf-8"))
-        if end_row == start_row:
-            end_col = max(end_col, indent)
-        node = root.named_descendant_for_point_range((start_row, indent), (end_row, end_col))
+        node = root.named_descendant_for_point_range(*self._code_points(start_row, end_row))
         chosen: Node | None = None
         spec = self.spec
         assert spec is not None
@@ -357,6 +393,81 @@ class Document:
             return span
         self._span = Span(r0, r1, parser.parse(text), text)
         return self._span
+
+    def scope_rows(self, start_row: int, end_row: int) -> tuple[int, int] | None:
+        """Rows of the innermost definition holding rows [start_row, end_row], if any."""
+        span = self.span(start_row, end_row)
+        if span is None or self.spec is None:
+            return None
+        root = span.tree.root_node
+        node: Node | None = root.named_descendant_for_point_range(
+            *self._code_points(start_row, end_row, span.start_row)
+        )
+        while node is not None and node.type not in self.spec.definitions:
+            node = node.parent
+        if node is None:
+            return None
+        return node.start_point.row + span.start_row, node.end_point.row + span.start_row
+
+    def import_lines(self) -> list[tuple[int, str]]:
+        """(row, line) of every line of the top-level imports, from the document's tree."""
+        if self._imports is not None:
+            return self._imports
+        found: list[tuple[int, str]] = []
+        last = len(self.lines) - 1
+        tree = self.edited_tree()
+        if tree is not None:
+            cursor = tree.walk()
+            seen = 0
+            if cursor.goto_first_child():
+                while seen < IMPORT_SCAN_LIMIT:
+                    node = cursor.node
+                    if node is not None and node.type in languages.IMPORT_TYPES:
+                        last = min(node.end_point.row, len(self.lines) - 1)
+                        found.extend(
+                            (r, self.lines[r]) for r in range(node.start_point.row, last + 1)
+                        )
+                    seen += 1
+                    if not cursor.goto_next_sibling():
+                        break
+        self._imports = found
+        return found
+
+    def excerpt(self, start: tuple[int, int], end: tuple[int, int], budget_chars: int) -> Excerpt:
+        """What a prompt needs around a request, in time that does not grow with the file."""
+        (r0, i0), (r1, i1) = sorted((start, end))
+        lines, last = self.lines, len(self.lines) - 1
+        w0, w1 = r0, r1
+        scope = self.scope_rows(r0, r1)
+        if scope is not None and r0 - scope[0] <= MAX_REGION_LINES:
+            w0 = min(w0, scope[0])
+        total = sum(len(line) for line in lines[w0 : w1 + 1])
+        # Two lines above for each line below, until twice the budget is in view.
+        while total < 2 * budget_chars and (w0 > 0 or w1 < last):
+            for _ in range(2):
+                if w0 > 0:
+                    w0 -= 1
+                    total += len(lines[w0])
+            if w1 < last:
+                w1 += 1
+                total += len(lines[w1])
+        head = [line for row, line in self.import_lines() if row < w0]
+        if head and not head[-1].endswith(("\n", "\r")):
+            head[-1] += "\n"
+        shift = len(head)
+        base = sum(len(line) for line in head)
+        window = lines[w0 : w1 + 1]
+        text = "".join(head) + "".join(window)
+        offset_start = base + sum(len(line) for line in lines[w0:r0]) + i0
+        offset_end = base + sum(len(line) for line in lines[w0:r1]) + i1
+        inner: tuple[int, int] | None = None
+        if scope is not None:
+            first, final = max(scope[0], w0), min(scope[1], w1)
+            inner = (first - w0 + shift, final - w0 + shift)
+        imports = list(range(shift)) + [
+            row - w0 + shift for row, _ in self.import_lines() if w0 <= row <= w1
+        ]
+        return Excerpt(text, offset_start, offset_end, inner, imports)
 
 
 class Documents:

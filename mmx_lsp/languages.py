@@ -252,6 +252,21 @@ EXTENSIONS = {
 
 SUPPORTED = tuple(SPECS)
 
+# Top-level node types that bring names in (imports, includes, package clauses), any language.
+IMPORT_TYPES = frozenset(
+    {
+        "import_statement",
+        "import_from_statement",
+        "future_import_statement",
+        "import_declaration",
+        "package_clause",
+        "package_declaration",
+        "use_declaration",
+        "preproc_include",
+        "using_declaration",
+    }
+)
+
 
 def spec_for(language_id: str) -> LanguageSpec | None:
     """The grammar spec for an LSP languageId, or None for plain text."""

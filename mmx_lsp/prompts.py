@@ -10,7 +10,7 @@ from typing import Literal
 
 from tree_sitter import Node
 
-from mmx_lsp.languages import parser_for, spec_for
+from mmx_lsp.languages import IMPORT_TYPES, parser_for, spec_for
 
 FILL = "<FILL>"
 CHARS_PER_TOKEN = 4
@@ -40,20 +40,6 @@ _COMMENT = {
     "typescript": "//",
     "typescriptreact": "//",
 }
-
-_IMPORTS = frozenset(
-    {
-        "import_statement",
-        "import_from_statement",
-        "future_import_statement",
-        "import_declaration",
-        "package_clause",
-        "package_declaration",
-        "use_declaration",
-        "preproc_include",
-        "using_declaration",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -100,7 +86,7 @@ def _scope_and_imports(
     tree = parser.parse(text.encode("utf-8"))
     imports: list[int] = []
     for child in tree.root_node.children:
-        if child.type in _IMPORTS:
+        if child.type in IMPORT_TYPES:
             imports.extend(range(child.start_point.row, child.end_point.row + 1))
     scope: tuple[int, int] | None = None
     node: Node | None = tree.root_node
@@ -155,8 +141,19 @@ def _expand(
     return low, high, budget
 
 
+# The innermost definition's (first, last) line and the import lines, when the caller knows
+# them already (from the document's own trees); otherwise the text is parsed to find them.
+Outline = tuple[tuple[int, int] | None, list[int]]
+
+
 def _select(
-    text: str, lines: Sequence[str], first: int, last: int, language: str, budget: int
+    text: str,
+    lines: Sequence[str],
+    first: int,
+    last: int,
+    language: str,
+    budget: int,
+    outline: Outline | None = None,
 ) -> set[int]:
     """Line numbers to show, besides the mandatory lines first..last.
 
@@ -169,7 +166,7 @@ def _select(
     budget -= sum(sizes[first : last + 1])
     if budget <= 0:
         return chosen
-    scope, imports = _scope_and_imports(text, language, first, last)
+    scope, imports = outline or _scope_and_imports(text, language, first, last)
     low, high = first, last
     if scope is not None:
         head = scope[0]
@@ -224,7 +221,9 @@ def _split_lines(text: str) -> tuple[list[str], list[int]]:
     return lines, starts
 
 
-def _around(text: str, start: int, end: int, language: str, budget: int) -> tuple[str, str]:
+def _around(
+    text: str, start: int, end: int, language: str, budget: int, outline: Outline | None = None
+) -> tuple[str, str]:
     """Context before `start` and after `end`, chosen line by line within `budget` chars."""
     lines, starts = _split_lines(text)
     first, last = _line_index(starts, start), _line_index(starts, max(start, end))
@@ -239,7 +238,7 @@ def _around(text: str, start: int, end: int, language: str, budget: int) -> tupl
         head = head[len(head) - keep_head :]
         tail = tail[: max(0, room - keep_head)]
         return head, tail
-    chosen = _select(text, lines, first, last, language, budget)
+    chosen = _select(text, lines, first, last, language, budget, outline)
     before = _render(lines, chosen, 0, first - 1, language)
     after = _render(lines, chosen, last + 1, len(lines) - 1, language)
     return before + head, tail + after
@@ -248,15 +247,25 @@ def _around(text: str, start: int, end: int, language: str, budget: int) -> tupl
 # --------------------------------------------------------------------------- builders
 
 
-def build_inline(text: str, offset: int, language: str, context_tokens: int, api: str) -> Prompt:
+def build_inline(
+    text: str,
+    offset: int,
+    language: str,
+    context_tokens: int,
+    api: str,
+    *,
+    outline: Outline | None = None,
+) -> Prompt:
     """The prompt of an inline completion at character `offset` of `text`.
 
     `api="chat"` gives a hole-filler (system + user message with a `<FILL>` marker);
     `api="completions"` gives a fill-in-the-middle `prompt` and `suffix`. The context is
-    trimmed to about `context_tokens` tokens (four characters a token).
+    trimmed to about `context_tokens` tokens (four characters a token). `outline` saves a
+    parse when the caller knows the enclosing definition and the import lines.
     """
     offset = max(0, min(offset, len(text)))
-    before, after = _around(text, offset, offset, language, max(1, context_tokens) * 4)
+    budget = max(1, context_tokens) * 4
+    before, after = _around(text, offset, offset, language, budget, outline)
     if api == "completions":
         return Prompt(TEMPLATE_VERSIONS["inline-fim"], prompt=before, suffix=after)
     name = language if spec_for(language) else "plain text"
@@ -309,6 +318,7 @@ def build_action(
     instruction: str | None,
     *,
     context_tokens: int = 2000,
+    outline: Outline | None = None,
 ) -> Prompt:
     """The chat prompt of a code action on `text[start:end]` (character offsets).
 
@@ -318,7 +328,7 @@ def build_action(
     start, end = sorted((max(0, min(start, len(text))), max(0, min(end, len(text)))))
     selection = text[start:end]
     budget = max(0, context_tokens * CHARS_PER_TOKEN - len(selection))
-    before, after = _around(text, start, end, language, budget + len(selection))
+    before, after = _around(text, start, end, language, budget + len(selection), outline)
     name = language if spec_for(language) else "plain text"
     parts = [f"Language: {name}"]
     if before.strip():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -140,3 +141,59 @@ def test_span_trees_reparsed_incrementally_match_a_fresh_parse(
         assert span.text == "".join(doc.lines[span.start_row : span.end_row + 1]).encode()
         fresh = doc.parser.parse(span.text)
         assert str(span.tree.root_node) == str(fresh.root_node)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["python/typing_cpython.py", "go/ratelimit.go", "cpp/llama_vocab.cpp", "javascript/acorn.js"],
+)
+def test_excerpt_keeps_the_request_its_scope_and_the_imports(path: str) -> None:
+    from mmx_lsp.languages import language_of_path
+
+    text = (FIXTURES / path).read_text()
+    doc = Document.open(f"file:///{path}", language_of_path(path), 0, text)
+    rows = text.splitlines()
+    for row in range(7, len(rows), max(1, len(rows) // 40)):
+        column = len(rows[row]) // 2
+        excerpt = doc.excerpt((row, column), (row, column), 2000)
+        assert excerpt.text[excerpt.start - column : excerpt.start] == rows[row][:column]
+        assert excerpt.text[excerpt.start :].split("\n", 1)[0] == rows[row][column:]
+        lines = excerpt.text.splitlines()
+        scope = doc.scope_rows(row, row)
+        if excerpt.scope is not None and scope is not None:
+            if row - scope[0] <= 400:  # a nearby definition's first line is always shown
+                assert lines[excerpt.scope[0]] == rows[scope[0]]
+            # ... and its last line, unless the window ends inside the definition.
+            assert lines[excerpt.scope[1]] == rows[scope[1]] or excerpt.scope[1] == len(lines) - 1
+        for number in excerpt.imports:
+            assert any(lines[number] == line.rstrip("\r\n") for _, line in doc.import_lines())
+        assert (
+            len(excerpt.text) < 4 * 2000 + sum(len(line) for _, line in doc.import_lines()) + 20_000
+        )
+
+
+def test_excerpt_prompt_matches_the_whole_file_prompt_near_the_cursor() -> None:
+    from mmx_lsp import prompts
+
+    text = (FIXTURES / "python" / "ledger.py").read_text()
+    doc = Document.open("file:///l.py", "python", 0, text)
+    row = next(i for i, line in enumerate(text.splitlines()) if "running += posting.amount" in line)
+    excerpt = doc.excerpt((row, 20), (row, 20), 2000)
+    offset = sum(len(line) for line in doc.lines[:row]) + 20
+    mine = prompts.build_inline(
+        excerpt.text, excerpt.start, "python", 500, "chat", outline=excerpt.outline
+    )
+    whole = prompts.build_inline(text, offset, "python", 500, "chat")
+    assert mine.messages == whole.messages
+
+
+def test_import_lines_follow_edits_above_them() -> None:
+    doc = Document.open(
+        "file:///i.py", "python", 0, "import os\nimport sys\n\n\ndef f():\n    pass\n"
+    )
+    assert [row for row, _ in doc.import_lines()] == [0, 1]
+    doc.apply((0, 0), (0, 0), "# header\n", 1)
+    assert [(row, line) for row, line in doc.import_lines()] == [
+        (1, "import os\n"),
+        (2, "import sys\n"),
+    ]
