@@ -33,19 +33,10 @@ BUILDS = [
 ]
 
 
-def _binary(build: str) -> Path:
-    path = NVIM_DIR / build / "bin" / "nvim"
-    if not path.exists():
-        pytest.fail(
-            f"Neovim {build} not found at {path}: run scripts/install-nvim.sh first",
-            pytrace=False,
-        )
-    return path
-
-
 @pytest.fixture(params=BUILDS)
 def nvim(request: pytest.FixtureRequest) -> Path:
-    return _binary(request.param)
+    """The Neovim binary of a build; run_scenario fails (never skips) when it is missing."""
+    return NVIM_DIR / request.param / "bin" / "nvim"
 
 
 def _stub(*args: str) -> Iterator[str]:
@@ -101,6 +92,8 @@ def run_scenario(
     timeout_s: float = 90,
 ) -> str:
     """Runs editors/nvim/tests/NAME.lua in a headless Neovim; fails with its output on error."""
+    if not nvim.exists():
+        pytest.fail(f"Neovim not found at {nvim}: run scripts/install-nvim.sh first", pytrace=False)
     script = SCENARIOS / f"{name}.lua"
     assert script.exists(), script
     work = tmp_path / "work"
