@@ -161,7 +161,7 @@ end
 ---@param bufnr integer
 ---@return vim.lsp.Client
 function M.attached(bufnr)
-  return M.wait(20000, function()
+  return M.wait(30000, function()
     local c = vim.lsp.get_clients({ name = 'mmx', bufnr = bufnr })[1]
     return c and c.initialized and c
   end, 'the mmx client to attach')

@@ -178,7 +178,8 @@ end
 ---@param cmdline string
 ---@return string[]
 function M.complete(arglead, cmdline)
-  local words = vim.split(vim.trim(cmdline:gsub("^%A*'?<?,?'?>?", '')), '%s+')
+  -- Drop a range ('<,'> or 1,2) before the command name.
+  local words = vim.split(vim.trim((cmdline:gsub('^%A*', ''))), '%s+')
   local n = #words - (arglead == '' and 0 or 1)
   local candidates ---@type string[]
   if n <= 1 then

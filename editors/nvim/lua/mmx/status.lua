@@ -124,9 +124,7 @@ end
 --- `lsp.Handler` for the `mmx/status` notification.
 ---@param err? lsp.ResponseError
 ---@param params any
----@param ctx? lsp.HandlerContext
-function M.handler(err, params, ctx)
-  _ = ctx
+function M.handler(err, params)
   if err then
     M.log(vim.log.levels.ERROR, 'mmx/status: ' .. vim.inspect(err))
     return
