@@ -235,6 +235,20 @@ class Ui {
     }, timeoutMs);
   }
 
+  /** Asks for an inline suggestion (Alt+\\), again if none shows, and returns its ghost text. */
+  async requestGhost(attempts = 3) {
+    let last;
+    for (let i = 0; i < attempts; i++) {
+      await this.page.keyboard.press("Alt+Backslash");
+      try {
+        return await this.ghostText(15000);
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw last;
+  }
+
   async notificationWith(re, timeoutMs = 20000) {
     const toasts = this.page.locator(".notifications-toasts .notification-toast, .notification-list-item");
     return waitFor(`a notification matching ${re}`, async () => {
@@ -285,8 +299,7 @@ const scenario = (name, fn) => scenarios.push({ name, fn });
 scenario("inline-completion", async (ui, env) => {
   await ui.editor().click();
   await ui.page.keyboard.press("Control+End");
-  await ui.page.keyboard.press("Alt+Backslash");
-  const ghost = await ui.ghostText();
+  const ghost = await ui.requestGhost();
   if (!ghost.includes(STUB_REPLY)) fail(`ghost text ${JSON.stringify(ghost)} lacks ${JSON.stringify(STUB_REPLY)}`);
   const status = await ui.waitStatus("after the completion", /^cheap · stub-cheap · <?\$[0-9.]+ \| today <?\$[0-9.]+$/);
   log(`ghost text ${JSON.stringify(ghost.trim())}; status ${JSON.stringify(status)}`);
@@ -311,8 +324,7 @@ async function readmePicture(ui) {
   await sleep(300);
   await ui.editor().click();
   await page.keyboard.press("Control+End");
-  await page.keyboard.press("Alt+Backslash");
-  await ui.ghostText();
+  await ui.requestGhost();
 }
 
 scenario("tier-override", async (ui) => {
@@ -329,8 +341,7 @@ scenario("tier-override", async (ui) => {
   await ui.screenshot("tier-override-menu");
   await item.first().click();
   await sleep(500);
-  await ui.page.keyboard.press("Alt+Backslash");
-  await ui.ghostText();
+  await ui.requestGhost();
   const status = await ui.waitStatus("on the premium tier", /^premium · stub-premium · <?\$[0-9.]+ \| today <?\$[0-9.]+$/);
   log(`status after the override ${JSON.stringify(status)}`);
   await ui.screenshot("tier-override");
@@ -346,8 +357,7 @@ scenario("status-bar-menu", async (ui) => {
   await ui.editor().click();
   await ui.page.keyboard.press("Control+End");
   await ui.page.keyboard.press("Enter");
-  await ui.page.keyboard.press("Alt+Backslash");
-  await ui.ghostText();
+  await ui.requestGhost();
   await ui.waitStatus("premium for this file", /^premium · stub-premium · /);
   await ui.page.keyboard.press("Escape");
   // Back to automatic routing for the file.
@@ -356,8 +366,7 @@ scenario("status-bar-menu", async (ui) => {
   await auto.waitFor({ timeout: 10000 });
   await auto.click();
   await ui.editor().click();
-  await ui.page.keyboard.press("Alt+Backslash");
-  await ui.ghostText();
+  await ui.requestGhost();
   await ui.waitStatus("automatic again", /^cheap · stub-cheap · /);
   await ui.page.keyboard.press("Escape");
 });
@@ -366,13 +375,17 @@ scenario("settings-change", async (ui, env) => {
   // A settings change reaches the running server (workspace/didChangeConfiguration).
   const tiers = mmxSettings(env.stubUrl)["mmx.tiers"];
   env.writeSettings({ "mmx.tiers": { ...tiers, cheap: { ...tiers.cheap, model: "stub-cheap-b" } } });
-  await sleep(1500);
   await ui.editor().click();
   await ui.page.keyboard.press("Control+End");
   await ui.page.keyboard.type("x = ", { delay: 10 });
-  await ui.page.keyboard.press("Alt+Backslash");
-  await ui.ghostText();
-  await ui.waitStatus("the new cheap model", /^cheap · stub-cheap-b · /);
+  // The change reaches the server asynchronously: ask again until a request shows it.
+  await waitFor("a request answered by the new cheap model", async () => {
+    await ui.page.keyboard.press("Escape");
+    await ui.page.keyboard.type(" ", { delay: 10 });
+    await ui.page.keyboard.press("Alt+Backslash");
+    await sleep(1500);
+    return /^cheap · stub-cheap-b · /.test(await ui.statusText());
+  }, 30000, 100).catch(async (err) => fail(`${err.message}; status bar shows ${JSON.stringify(await ui.statusText())}`));
   await ui.page.keyboard.press("Escape");
   env.writeSettings({});
   await sleep(1000);
