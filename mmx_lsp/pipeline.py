@@ -294,6 +294,20 @@ class Pipeline:
         self._record(status)
         return Answer(request_id, text, status, decision)
 
+    def in_cache(
+        self,
+        kind: str,
+        doc: Document,
+        start: types.Position,
+        end: types.Position | None,
+        tier: str,
+    ) -> bool:
+        """Whether the cache holds an answer for this request on `tier` now (no model call)."""
+        settings, _providers, cache = self._refresh()
+        snap = self._snapshot(doc, start, end)
+        prompt = self._prompt(settings, kind, snap, tier, ())
+        return self._lookup(cache, self._key(settings, tier, prompt)) is not None
+
     def _snapshot(
         self, doc: Document, start: types.Position, end: types.Position | None
     ) -> Snapshot:

@@ -90,7 +90,10 @@ def register(server: MmxServer) -> None:
         doc = shared.document(ls, uri)
         if doc is None:
             raise _fail(f"mmx.explain: {uri} is not open")
-        return shared.decide(ls, doc, kind, start, end).to_json()
+        decision = shared.decide(ls, doc, kind, start, end).to_json()
+        if not shared.excluded(ls, doc):
+            decision["cached"] = ls.pipeline.in_cache(kind, doc, start, end, decision["tier"])
+        return decision
 
     @server.command("mmx.stats")
     def stats(ls: MmxServer, *args: Any) -> dict[str, Any]:
