@@ -186,8 +186,10 @@ function M.execute(client, command, args)
   return result
 end
 
---- The ghost text drawn in a buffer (either namespace), as one string, or nil.
+--- The ghost text drawn in a buffer (either namespace), as one string, or nil; and the name of
+--- the namespace it is in (`mmx.inline` on 0.11, Neovim's own on 0.12+).
 ---@param bufnr integer
+---@return string?
 ---@return string?
 function M.ghost_text(bufnr)
   local namespaces = vim.api.nvim_get_namespaces()
@@ -207,7 +209,7 @@ function M.ghost_text(bufnr)
         end
         local text = table.concat(parts)
         if text ~= '' then
-          return text
+          return text, name
         end
       end
     end

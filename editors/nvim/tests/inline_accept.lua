@@ -17,6 +17,11 @@ t.run('inline_accept', function()
   end, 'the status of the completion')
   t.log('ghost text: %q', ghost)
   t.ok(ghost:find('return a + b', 1, true), 'the ghost text is the model answer')
+  -- Neovim's own inline completion where it exists, the plugin's extmarks otherwise.
+  local native = vim.lsp.inline_completion ~= nil
+  local _, namespace = t.ghost_text(buf)
+  t.eq(namespace, native and 'nvim.lsp.inline_completion' or 'mmx.inline', 'ghost text drawn by')
+  t.eq(require('mmx.inline').states[buf].native, native, 'native path used where available')
   t.eq(vim.api.nvim_buf_get_lines(buf, 1, 2, false)[1], '     ', 'ghost text is not in the buffer yet')
 
   t.feed('<Tab>')
