@@ -386,6 +386,10 @@ function M.attach(client, bufnr)
   if M.states[bufnr] or not config.values.inline.enabled then
     return
   end
+  if not (client.server_capabilities or {}).inlineCompletionProvider then
+    status.log(vim.log.levels.WARN, 'the server offers no inline completion: no ghost text')
+    return
+  end
   local native = M.use_native()
   local st = {
     bufnr = bufnr,
