@@ -362,7 +362,7 @@ class Pipeline:
         return Answer(status.request_id, rest, status)
 
     def _remember(self, snap: Snapshot, text: str, status: Status) -> None:
-        if not text or "\n" in snap.line_before:
+        if not text:
             self._last.pop(snap.uri, None)
             return
         self._last[snap.uri] = _Suggestion(
@@ -533,12 +533,11 @@ class Pipeline:
             and (text.strip() or kind not in INLINE_KINDS)
             and providers.configured("premium") is None
         ):
-            call.escalated = True
             try:
                 text, passed = await self._attempt(
                     call, settings, "premium", kind, snap, diagnostics, progress, None
                 )
-                tier = "premium"
+                tier, call.escalated = "premium", True
             except ProviderError as exc:
                 log.warning("escalation to premium failed (%s); keeping the cheap answer", exc)
         call.tier = tier
@@ -552,6 +551,8 @@ class Pipeline:
 
     def _failed(self, call: _Call, tier: str, exc: ProviderError) -> None:
         call.tier = tier
+        if self._settings is not None:
+            call.model = self._settings.tiers[tier].model  # type: ignore[index]
         call.error = str(exc)
         log.warning("%s", exc)
         self.reporter.show_once(

@@ -302,7 +302,7 @@ async def test_both_tiers_down_reports_the_error_and_the_tier_tried(
         assert items(await inline(client, uri)) == []
         status = await asyncio.wait_for(status_future, TIMEOUT_S)
         assert "HTTP 500" in status.error
-        assert status.tier == "premium" and status.cost_usd == 0
+        assert (status.tier, status.model, status.cost_usd) == ("premium", "stub-premium", 0)
     finally:
         await stop(client)
 
