@@ -25,6 +25,12 @@ return {
       return require('mmx.status').log_message_handler(...)
     end,
   },
+  before_init = function(params)
+    require('mmx').before_init(params)
+  end,
+  on_init = function(client)
+    require('mmx').on_init(client)
+  end,
   on_attach = function(client, bufnr)
     require('mmx').on_attach(client, bufnr)
   end,

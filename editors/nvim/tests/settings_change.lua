@@ -37,4 +37,25 @@ t.run('settings_change', function()
   t.eq(#vim.lsp.get_clients({ name = 'mmx' }), 1, 'still one client')
   -- The server answers workspace/configuration from the same settings.
   t.eq(client.settings.mmx.tiers.cheap.model, 'stub-cheap', 'client.settings.mmx')
+
+  -- A key dropped in a later setup() is gone for a restarted server too (no merge).
+  local sent ---@type table?
+  local before_init = require('mmx').before_init
+  require('mmx').before_init = function(params)
+    before_init(params)
+    sent = params.initializationOptions
+  end
+  settings.cache = nil
+  settings.tiers.cheap.model = 'stub-model'
+  t.ok(require('mmx').setup(vim.tbl_extend('force', opts, { settings = settings })), 'third setup()')
+  vim.cmd('Mmx restart')
+  t.wait(10000, function()
+    local c = vim.lsp.get_clients({ name = 'mmx', bufnr = buf })[1]
+    return c and c.id ~= client.id and c.initialized
+  end, 'the restarted client')
+  client = vim.lsp.get_clients({ name = 'mmx', bufnr = buf })[1]
+  t.ok(sent and sent.cache == nil, 'initializationOptions without the dropped key: ' .. vim.inspect(sent))
+  t.eq(sent.tiers.cheap.model, 'stub-model', 'initializationOptions are the current settings')
+  t.eq(client.settings.mmx.cache, nil, 'client.settings without the dropped key')
+  t.eq(decision(client, buf).model, 'stub-model', 'the restarted server uses the current settings')
 end)

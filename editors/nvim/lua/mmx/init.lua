@@ -7,6 +7,9 @@ local M = {}
 
 M.NAME = 'mmx'
 
+--- True once setup() succeeded: from then on the settings come from the options.
+M.configured = false
+
 --- The `vim.lsp.Config` fields that come from the options.
 ---@return vim.lsp.Config
 function M.lsp_config()
@@ -52,9 +55,29 @@ function M.setup(opts)
     return false
   end
 
+  M.configured = true
   vim.lsp.enable(M.NAME)
   M.push_settings()
   return true
+end
+
+--- `before_init`: vim.lsp.config() merges tables over calls, so a key dropped from the settings
+--- would live on in `init_options`; the server gets exactly the current settings instead.
+---@param params lsp.InitializeParams
+function M.before_init(params)
+  if M.configured then
+    params.initializationOptions = config.values.settings
+  end
+end
+
+--- `on_init`: the same for the settings a new client pushes and answers
+--- `workspace/configuration` with.
+---@param client vim.lsp.Client
+function M.on_init(client)
+  if M.configured and not vim.deep_equal(client.settings, { mmx = config.values.settings }) then
+    client.settings = { mmx = config.values.settings }
+    client:notify('workspace/didChangeConfiguration', { settings = client.settings })
+  end
 end
 
 --- Sends the current settings to running servers (`workspace/didChangeConfiguration`).
