@@ -52,4 +52,19 @@ t.run('server_crash', function()
   t.wait(5000, function()
     return vim.fn.maparg('<Tab>', 'i', false, true).buffer == 1
   end, 'ghost text keys back after the restart')
+
+  -- A server that dies at once, before initialize: the same clear message.
+  vim.lsp.enable('mmx', false)
+  t.wait(5000, function()
+    return #vim.lsp.get_clients({ name = 'mmx' }) == 0
+  end, 'the client to stop')
+  local broken = t.opts({ server = { path = t.env.server[1], args = { '-c', 'import sys; sys.exit(4)' } } })
+  t.ok(require('mmx').setup(broken), 'setup() with a server that cannot start')
+  local other = t.open('other.py', { 'x = 1' })
+  n = t.wait(15000, function()
+    return t.notified('the server stopped %(exit code 4')
+  end, 'the message for a server that dies at start')
+  t.eq(n.level, vim.log.levels.ERROR, 'start crash message level')
+  t.feed('Ay = 2<Esc>')
+  t.eq(vim.api.nvim_buf_get_lines(other, 0, -1, false), { 'x = 1y = 2' }, 'editing goes on')
 end)
