@@ -419,6 +419,22 @@ async def test_excluded_document_sends_nothing_to_any_model(
             )
         )
         assert [a.title for a in actions or [] if "mmx: use" not in a.title] == []
+        # An action made up by a client for the excluded file is not resolved either.
+        crafted = types.CodeAction(
+            title="mmx: Refactor selection",
+            kind="refactor.rewrite.mmx",
+            data={
+                "uri": uri,
+                "kind": "refactor",
+                "range": {
+                    "start": {"line": 0, "character": 0},
+                    "end": {"line": 2, "character": 0},
+                },
+                "tier": "cheap",
+            },
+        )
+        resolved = await client.code_action_resolve_async(crafted)
+        assert resolved.edit is None
         await asyncio.sleep(0.3)
         assert statuses == []
         assert not cheap.requests and not premium.requests
@@ -580,5 +596,28 @@ async def test_spending_past_the_daily_budget_warns_once(
         assert statuses[1].budget_left_usd < statuses[0].budget_left_usd < 0
         warnings = [m for m in client.messages if "budget" in m.message]
         assert len(warnings) == 1 and "is spent" in warnings[0].message
+    finally:
+        await stop(client)
+
+
+async def test_fill_in_the_middle_tier_gets_prompt_and_suffix(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    cheap.reply = "return a + b"
+    options = settings(tmp_path, cheap, premium)
+    options["tiers"]["cheap"]["api"] = "completions"
+    client = await start(tmp_path, init_options=options)
+    try:
+        text = "def add(a, b):\n    \n\n\nprint(add(1, 2))\n"
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), text, "python")
+        status_future = waiter(client)
+        result = items(await inline(client, uri))
+        status = await asyncio.wait_for(status_future, TIMEOUT_S)
+        assert [i.insert_text for i in result] == ["return a + b"]
+        [body] = cheap.requests
+        assert "messages" not in body
+        assert body["prompt"].endswith("def add(a, b):\n    ")
+        assert "print(add(1, 2))" in body["suffix"]
+        assert Decimal(status.cost_usd_exact) == expected_cost(body, "return a + b", CHEAP_PRICE)
     finally:
         await stop(client)
