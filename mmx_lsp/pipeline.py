@@ -70,12 +70,13 @@ class Snapshot:
 
     uri: str
     language: str
-    text: str
+    text: str  # an excerpt of the document (Document.excerpt), not necessarily all of it
     start: int
     end: int
     row: int
     line_before: str
     line_after: str
+    outline: prompts.Outline | None = None
 
     @property
     def selection(self) -> str:
@@ -311,24 +312,25 @@ class Pipeline:
     def _snapshot(
         self, doc: Document, start: types.Position, end: types.Position | None
     ) -> Snapshot:
-        lines = doc.lines
         r0, i0 = doc.clamp(start.line, start.character)
         r1, i1 = (r0, i0) if end is None else doc.clamp(end.line, end.character)
         if (r1, i1) < (r0, i0):
             (r0, i0), (r1, i1) = (r1, i1), (r0, i0)
-        base = sum(map(len, lines[:r0]))
-        first = base + i0
-        last = first + len(doc.slice((r0, i0), (r1, i1)))
+        # A window of the document, never the whole text: the request path stays the same
+        # cost in a 500-line file and a 50,000-line one.
+        budget = (INLINE_CONTEXT_TOKENS if end is None else ACTION_CONTEXT_TOKENS) * 4
+        excerpt = doc.excerpt((r0, i0), (r1, i1), budget)
         line = doc.line_text(r0)
         return Snapshot(
             uri=doc.uri,
             language=doc.language,
-            text=doc.text(),
-            start=first,
-            end=last,
+            text=excerpt.text,
+            start=excerpt.start,
+            end=excerpt.end,
             row=r0,
             line_before=line[:i0],
             line_after=line[i0:],
+            outline=excerpt.outline if doc.spec is not None else None,
         )
 
     # ------------------------------------------------------------------ typed-ahead reuse
@@ -385,7 +387,12 @@ class Pipeline:
         api = settings.tiers[tier].api  # type: ignore[index]
         if kind in INLINE_KINDS:
             return prompts.build_inline(
-                snap.text, snap.start, snap.language, INLINE_CONTEXT_TOKENS, api
+                snap.text,
+                snap.start,
+                snap.language,
+                INLINE_CONTEXT_TOKENS,
+                api,
+                outline=snap.outline,
             )
         return prompts.build_action(
             kind,  # type: ignore[arg-type]
@@ -396,6 +403,7 @@ class Pipeline:
             list(diagnostics),
             None,
             context_tokens=ACTION_CONTEXT_TOKENS,
+            outline=snap.outline,
         )
 
     @staticmethod
