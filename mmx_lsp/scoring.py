@@ -191,7 +191,7 @@ def measure(doc: Document, request: Request) -> Features:
     definitions_touched = 0
     nodes_spanned = 0
     if selection:
-        definitions_touched = _definitions_touched(root, spec.definitions, local_r0, local_r1)
+        definitions_touched = _definitions_touched(root, spec, local_r0, local_r1)
         container = at
         while container.parent is not None and not _covers(container, local_r0, local_r1):
             container = container.parent
@@ -263,17 +263,37 @@ def _output_estimate(kind: str, hole: Hole, selection_tokens: int, enclosing_lin
     return int(selection_tokens * 1.1) + 20 if selection_tokens else 8 * max(enclosing_lines, 4)
 
 
-def _definitions_touched(root: Node, definitions: frozenset[str], r0: int, r1: int) -> int:
+@cache
+def _definition_query(spec: LanguageSpec) -> Query:
+    from tree_sitter import Query, QueryError
+
+    language = grammar(spec)
+    valid = []
+    for node_type in sorted(spec.definitions):
+        try:
+            Query(language, f"({node_type}) @definition")
+        except QueryError:  # a node type this grammar version does not have
+            continue
+        valid.append(f"({node_type})")
+    return Query(language, f"[{' '.join(valid)}] @definition")
+
+
+def _definitions_touched(root: Node, spec: LanguageSpec, r0: int, r1: int) -> int:
     """Outermost definitions a selection reaches into; 1 inside a single definition."""
+    from tree_sitter import QueryCursor
+
+    cursor = QueryCursor(_definition_query(spec))
+    cursor.set_point_range((r0, 0), (r1 + 1, 0))
+    found = cursor.captures(root).get("definition", [])
     touched = 0
     covered = False
-    for node in _walk(root):
-        if node.type not in definitions or not _overlaps(node, r0, r1):
+    for node in found:
+        if not _overlaps(node, r0, r1):
             continue
         if _covers(node, r0, r1) and not _inside(node, r0, r1):
             covered = True
             continue
-        outer = _parent_definition(node, definitions)
+        outer = _parent_definition(node, spec.definitions)
         if (
             outer is None
             or not _overlaps(outer, r0, r1)
