@@ -8,7 +8,7 @@ from decimal import Decimal
 from mmx_lsp.config import Settings
 from mmx_lsp.documents import Document
 from mmx_lsp.routing import Decision, route
-from mmx_lsp.scoring import Request, measure, score
+from mmx_lsp.scoring import Features, Request, for_kind, measure, score
 
 
 def new_request_id() -> str:
@@ -24,7 +24,44 @@ def decide(
     spent_today: Decimal = Decimal(0),
     request_id: str | None = None,
 ) -> Decision:
+    return decide_features(
+        settings,
+        doc,
+        measure(doc, request),
+        override=override,
+        spent_today=spent_today,
+        request_id=request_id,
+    )
+
+
+def decide_kinds(
+    settings: Settings,
+    doc: Document,
+    request: Request,
+    kinds: list[str],
+    *,
+    override: tuple[str, str] | None = None,
+    spent_today: Decimal = Decimal(0),
+) -> dict[str, Decision]:
+    """Decisions for several kinds of request over the same place, measured once."""
     features = measure(doc, request)
+    return {
+        kind: decide_features(
+            settings, doc, for_kind(features, kind), override=override, spent_today=spent_today
+        )
+        for kind in kinds
+    }
+
+
+def decide_features(
+    settings: Settings,
+    doc: Document,
+    features: Features,
+    *,
+    override: tuple[str, str] | None = None,
+    spent_today: Decimal = Decimal(0),
+    request_id: str | None = None,
+) -> Decision:
     value, contributions = score(features)
     return route(
         settings,

@@ -6,7 +6,7 @@ import builtins
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING, Literal
 
@@ -223,6 +223,25 @@ def measure(doc: Document, request: Request) -> Features:
         enclosing_lines=enclosing_lines,
         estimated_input_tokens=input_tokens,
         estimated_output_tokens=output_tokens,
+    )
+
+
+def for_kind(features: Features, kind: str) -> Features:
+    """The same measurements for another request kind over the same place (the code action
+    listing routes three kinds over one selection and measures it once)."""
+    if kind == features.kind:
+        return features
+    selection = features.hole == "selection"
+    overhead = PROMPT_OVERHEAD_TOKENS.get(kind, 100)
+    return replace(
+        features,
+        kind=kind,
+        estimated_input_tokens=features.context_tokens
+        + overhead
+        + (features.selection_tokens if selection else 0),
+        estimated_output_tokens=_output_estimate(
+            kind, features.hole, features.selection_tokens, features.enclosing_lines
+        ),
     )
 
 

@@ -94,11 +94,19 @@ def register(server: MmxServer) -> None:
         actions: list[types.CodeAction] = []
         if not shared.excluded(ls, doc):
             target = _target(doc, params.range)
-            for kind, request_kind, label in ASSISTANT_ACTIONS:
-                if not _wanted(kind, only):
-                    continue
-                decision = shared.decide(ls, doc, request_kind, target.start, target.end)
-                actions.append(_assistant(label, kind, request_kind, uri, target, decision))
+            wanted = [entry for entry in ASSISTANT_ACTIONS if _wanted(entry[0], only)]
+            if wanted:
+                decisions = shared.decide_kinds(
+                    ls,
+                    doc,
+                    [request_kind for _, request_kind, _ in wanted],
+                    target.start,
+                    target.end,
+                )
+                for kind, request_kind, label in wanted:
+                    actions.append(
+                        _assistant(label, kind, request_kind, uri, target, decisions[request_kind])
+                    )
             if _wanted(QUICKFIX, only):
                 for diagnostic in params.context.diagnostics[:5]:
                     decision = shared.decide(

@@ -10,6 +10,7 @@ from lsprotocol import types
 if TYPE_CHECKING:
     from mmx_lsp.documents import Document
     from mmx_lsp.routing import Decision
+    from mmx_lsp.scoring import Request
     from mmx_lsp.server import MmxServer
 
 log = logging.getLogger("mmx_lsp")
@@ -40,17 +41,44 @@ def decide(
 ) -> Decision:
     """Route one request. Peeks at overrides; the caller consumes a "next" override."""
     from mmx_lsp import engine
+
+    return engine.decide(
+        server.settings,
+        doc,
+        _request(doc, kind, start, end),
+        override=server.overrides.lookup(doc.uri),
+        spent_today=server.spent_today,
+        request_id=request_id,
+    )
+
+
+def decide_kinds(
+    server: MmxServer,
+    doc: Document,
+    kinds: list[str],
+    start: types.Position,
+    end: types.Position | None = None,
+) -> dict[str, Decision]:
+    """Route several kinds of request over one place, measuring it once (code action lists)."""
+    from mmx_lsp import engine
+
+    return engine.decide_kinds(
+        server.settings,
+        doc,
+        _request(doc, kinds[0], start, end),
+        kinds,
+        override=server.overrides.lookup(doc.uri),
+        spent_today=server.spent_today,
+    )
+
+
+def _request(
+    doc: Document, kind: str, start: types.Position, end: types.Position | None
+) -> Request:
     from mmx_lsp.scoring import Request
 
     r0 = doc.clamp(start.line, start.character)
     r1 = doc.clamp(end.line, end.character) if end is not None else None
     if r1 is not None and r1 < r0:
         r0, r1 = r1, r0
-    return engine.decide(
-        server.settings,
-        doc,
-        Request(kind, r0, r1),
-        override=server.overrides.lookup(doc.uri),
-        spent_today=server.spent_today,
-        request_id=request_id,
-    )
+    return Request(kind, r0, r1)

@@ -154,3 +154,13 @@ def test_byte_rate_is_calibrated_against_the_token_estimate() -> None:
     median = ratios[len(ratios) // 2]
     assert abs(median - TOKENS_PER_BYTE) / median < 0.2
     assert tokens_for_bytes(4000) == round(4000 * TOKENS_PER_BYTE)
+
+
+@pytest.mark.parametrize("kind", ["refactor", "fix", "docstring", "explain"])
+def test_measuring_once_for_several_kinds_matches_measuring_each(kind: str) -> None:
+    from mmx_lsp.scoring import for_kind
+
+    doc = doc_of(LEDGER)
+    start, end = (row_of(LEDGER, "def balance"), 0), (row_of(LEDGER, "def statement") + 3, 0)
+    once = for_kind(measure(doc, Request("refactor", start, end)), kind)
+    assert once == measure(doc, Request(kind, start, end))
