@@ -240,8 +240,9 @@ class Pipeline:
             estimate_usd=dict(decision.estimate_usd),
         )
         text = ""
-        prompt = self._prompt(settings, kind, snap, decision.tier, diagnostics)
-        key = self._key(settings, decision.tier, prompt)
+        # The key is made from what the prompt would be made from; the prompt itself is only
+        # built when the model has to be called.
+        key = self._key(settings, decision.tier, kind, snap, diagnostics)
         hit = self._lookup(cache, key)
         call: _Call | None = None
         joined = False
@@ -264,7 +265,7 @@ class Pipeline:
                 async def flight() -> None:
                     try:
                         await self._answer(
-                            shared_call, settings, kind, snap, prompt, diagnostics, progress
+                            shared_call, settings, kind, snap, None, diagnostics, progress
                         )
                     finally:
                         # When the call really ends (answered, failed or cancelled).
@@ -306,8 +307,7 @@ class Pipeline:
         """Whether the cache holds an answer for this request on `tier` now (no model call)."""
         settings, _providers, cache = self._refresh()
         snap = self._snapshot(doc, start, end)
-        prompt = self._prompt(settings, kind, snap, tier, ())
-        return self._lookup(cache, self._key(settings, tier, prompt)) is not None
+        return self._lookup(cache, self._key(settings, tier, kind, snap, ())) is not None
 
     def _snapshot(
         self, doc: Document, start: types.Position, end: types.Position | None
@@ -407,15 +407,25 @@ class Pipeline:
         )
 
     @staticmethod
-    def _key(settings: Settings, tier: str, prompt: prompts.Prompt) -> str:
+    def _key(
+        settings: Settings, tier: str, kind: str, snap: Snapshot, diagnostics: Sequence[str]
+    ) -> str:
+        """The cache key of a request: the model, the prompt template's version and everything
+        the prompt is built from (the excerpt, the request's place, the diagnostics)."""
         tier_config = settings.tiers[tier]  # type: ignore[index]
         provider = settings.providers.get(tier_config.provider)
         endpoint = provider.base_url if provider is not None else ""
+        if kind in INLINE_KINDS:
+            template = "inline-fim" if tier_config.api == "completions" else "inline-chat"
+            budget = INLINE_CONTEXT_TOKENS
+        else:
+            template, budget = kind, ACTION_CONTEXT_TOKENS
+        where = json.dumps([kind, snap.language, snap.start, snap.end, budget, list(diagnostics)])
         return cache_key(
             model=tier_config.model,
             model_version=f"{tier_config.api}@{endpoint}",
-            template_version=prompt.template_version,
-            context=prompt.cache_context,
+            template_version=f"{template}:{prompts.TEMPLATE_VERSIONS[template]}",
+            context=f"{where}\n{snap.text}",
         )
 
     @staticmethod
@@ -484,7 +494,7 @@ class Pipeline:
         settings: Settings,
         kind: str,
         snap: Snapshot,
-        prompt: prompts.Prompt,
+        prompt: prompts.Prompt | None,
         diagnostics: Sequence[str],
         progress: Progress | None,
     ) -> None:
