@@ -64,6 +64,11 @@ class MmxLanguageClient extends LanguageClient {
   }
 }
 
+/** How long a start or restart waits for the server's initialize answer before moving on. */
+const START_WAIT_MS = 20_000;
+/** How long a stopping server gets to shut down (and flush its metrics) before it is killed. */
+const STOP_WAIT_MS = 5_000;
+
 function workspaceFolder(): string | undefined {
   return vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
 }
@@ -74,7 +79,8 @@ export class ServerManager implements vscode.Disposable {
   private generation = 0;
   private budget = new RestartBudget(3);
   private restartTimer: NodeJS.Timeout | undefined;
-  private readonly disposables: vscode.Disposable[] = [];
+  /** Starts and stops run one after another, so two restarts never leave two servers. */
+  private queue: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly context: vscode.ExtensionContext,
@@ -99,12 +105,21 @@ export class ServerManager implements vscode.Disposable {
     return client.sendRequest(ExecuteCommandRequest.type, { command, arguments: [args] });
   }
 
+  private serialized(step: () => Promise<void>): Promise<void> {
+    this.queue = this.queue.then(step).catch((err: unknown) => {
+      log().error(`mmx: ${err instanceof Error ? err.message : String(err)}`);
+    });
+    return this.queue;
+  }
+
   /** A fresh start (user action or settings change): the crash count starts over. */
-  async restart(): Promise<void> {
-    await this.stop();
-    this.statusBar.reset();
-    this.budget = new RestartBudget(launchSettings().maxRestarts);
-    await this.startClient();
+  restart(): Promise<void> {
+    return this.serialized(async () => {
+      await this.stopClient();
+      this.statusBar.reset();
+      this.budget = new RestartBudget(launchSettings().maxRestarts);
+      await this.startClient();
+    });
   }
 
   start(): Promise<void> {
@@ -140,6 +155,7 @@ export class ServerManager implements vscode.Disposable {
       return;
     }
     const keyEnv = await this.apiKeys.environment();
+    if (gen !== this.generation) return; // superseded while the keys were read
     const keyNames = Object.keys(keyEnv);
     log().info(
       `Starting ${[cmd.command, ...cmd.args].join(" ")} (from ${cmd.source})` +
@@ -224,12 +240,14 @@ export class ServerManager implements vscode.Disposable {
     client.onDidChangeState((e) => {
       if (gen === this.generation && e.newState === State.Running) this.statusBar.ready();
     });
-    try {
-      await client.start();
-    } catch (err) {
+    const started = client.start().catch((err: unknown) => {
       // A server that dies during startup also reaches `closed`, which counts the crash.
       log().error(`The mmx-lsp server failed to start: ${err instanceof Error ? err.message : String(err)}`);
-    }
+    });
+    // Wait for the start, but not forever: a server stuck in initialize must not block a restart.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([started, new Promise<void>((resolve) => (timer = setTimeout(resolve, START_WAIT_MS)))]);
+    clearTimeout(timer);
   }
 
   /** The connection closed without `stop()`: restart within the budget, else say so and stop. */
@@ -246,15 +264,18 @@ export class ServerManager implements vscode.Disposable {
       );
       clearTimeout(this.restartTimer);
       this.restartTimer = setTimeout(() => {
-        if (gen !== this.generation) return;
-        const dead = this.client;
-        this.client = undefined;
-        dead?.dispose().catch(() => undefined);
-        void this.startClient();
+        void this.serialized(async () => {
+          if (gen !== this.generation) return;
+          const dead = this.client;
+          this.client = undefined;
+          dead?.dispose().catch(() => undefined);
+          await this.startClient();
+        });
       }, 500 * n);
       return;
     }
-    const message = `The mmx-lsp server crashed ${max + 1} times in 3 minutes and was not restarted again.`;
+    const crashes = max + 1 === 1 ? "once" : `${max + 1} times`;
+    const message = `The mmx-lsp server crashed ${crashes} in 3 minutes and was not restarted${max > 0 ? " again" : ""}.`;
     log().error(message);
     this.statusBar.state("$(error) mmx · stopped", `${message} Run "mmx: Restart server" to try again.`, "error");
     void vscode.window.showErrorMessage(message, "Restart", "Show log").then((choice) => {
@@ -263,26 +284,29 @@ export class ServerManager implements vscode.Disposable {
     });
   }
 
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    return this.serialized(() => this.stopClient());
+  }
+
+  private async stopClient(): Promise<void> {
     clearTimeout(this.restartTimer);
     this.generation++;
     const client = this.client;
     this.client = undefined;
     if (client === undefined) return;
     try {
-      if (client.state !== State.Stopped) await client.stop(2000);
+      if (client.state !== State.Stopped) await client.stop(STOP_WAIT_MS);
     } catch (err) {
       log().warn(`Stopping the server: ${err instanceof Error ? err.message : String(err)}`);
     }
     try {
-      await client.dispose(2000);
+      await client.dispose(STOP_WAIT_MS);
     } catch {
       // Already stopped: nothing left to release.
     }
   }
 
   dispose(): void {
-    for (const d of this.disposables) d.dispose();
     void this.stop();
   }
 }
