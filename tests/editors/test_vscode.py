@@ -220,6 +220,7 @@ E2E_SCENARIOS = [
     "explain-action",
     "stats-and-explain",
     "api-key",
+    "double-restart",
     "server-missing",
     "server-crashing",
     "malformed-status",

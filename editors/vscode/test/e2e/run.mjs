@@ -484,7 +484,8 @@ function serverEnvironments() {
           return [kv.slice(0, i), kv.slice(i + 1)];
         }),
       );
-      found.push(env);
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+      found.push({ ...env, __pid: pid, __ppid: stat[1], __state: stat[0] });
     } catch {
       // The process ended while we looked.
     }
@@ -515,6 +516,22 @@ function filesContaining(dir, needle) {
 function filesText(dir, nameRe) {
   return walk(dir).filter((f) => nameRe.test(f)).map((f) => fs.readFileSync(f, "utf8")).join("\n");
 }
+
+scenario("double-restart", async (ui, env) => {
+  // Two restarts at once (a key bound to mmx.restart, pressed twice) leave exactly one server.
+  await ui.editor().click();
+  await ui.page.keyboard.press("Control+Alt+KeyR");
+  await ui.page.keyboard.press("Control+Alt+KeyR");
+  await ui.waitStatus("ready after the restarts", /^mmx · ready$/, 30000);
+  // A stopped server may take a few seconds to exit; a leaked one never does.
+  let mine = [];
+  await waitFor("a single mmx_lsp process", () => {
+    mine = serverEnvironments().filter((e) => (e.XDG_CONFIG_HOME ?? "").startsWith(env.tmp));
+    return mine.length === 1;
+  }, 15000, 250).catch(() =>
+    fail(`${mine.length} mmx_lsp processes run after two restarts: ${JSON.stringify(mine.map((e) => [e.__pid, e.__ppid, e.__state]))}`),
+  );
+});
 
 scenario("server-missing", async (ui, env) => {
   env.writeSettings({ "mmx.server.path": "/nonexistent/mmx-lsp" });
@@ -603,6 +620,10 @@ async function main() {
   fs.mkdirSync(path.dirname(workspaceSettings), { recursive: true });
   const writeSettings = (extra) => fs.writeFileSync(workspaceSettings, JSON.stringify(extra, null, 2));
   writeSettings({});
+  fs.writeFileSync(
+    path.join(dirs.user, "User", "keybindings.json"),
+    JSON.stringify([{ key: "ctrl+alt+r", command: "mmx.restart" }], null, 2),
+  );
   fs.writeFileSync(path.join(dirs.work, "calc.py"), FIXTURE);
 
   const port = await freePort();
