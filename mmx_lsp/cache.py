@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -44,10 +45,13 @@ class Cache(Protocol):
     def close(self) -> None: ...
 
 
+_TRAILING_SPACE = re.compile(r"[^\S\n]+(?=\n|\Z)")
+
+
 def normalize_context(context: str) -> str:
     """Line endings unified, trailing whitespace of each line and of the end removed."""
-    lines = context.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return "\n".join(line.rstrip() for line in lines).rstrip("\n")
+    unified = context.replace("\r\n", "\n").replace("\r", "\n")
+    return _TRAILING_SPACE.sub("", unified).rstrip("\n")
 
 
 def cache_key(*, model: str, model_version: str, template_version: str, context: str) -> str:

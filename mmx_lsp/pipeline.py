@@ -292,7 +292,9 @@ class Pipeline:
         status.budget_left_usd = None if budget is None else budget - self.server.spent_today
         if kind in INLINE_KINDS:
             self._remember(snap, text, status)
-        self.reporter.status(status, progress)
+            self.reporter.status_after_reply(status)
+        else:
+            self.reporter.status(status, progress)
         self._record(status)
         return Answer(request_id, text, status, decision)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -173,6 +174,18 @@ class Reporter:
         return False
 
     # ------------------------------------------------------------------ per request
+
+    def status_after_reply(self, status: Status) -> None:
+        """`status`, sent just after the request's own reply goes out (for ghost text, which
+        the editor should draw before it hears what it cost)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.status(status)
+            return
+        # The reply is written by a callback scheduled when the handler returns; a callback
+        # that schedules another runs after it.
+        loop.call_soon(loop.call_soon, self.status, status)
 
     def status(self, status: Status, progress: Progress | None = None) -> None:
         """`mmx/status`, the log line, and the `$/progress` end message: `progress`'s when the
