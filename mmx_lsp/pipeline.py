@@ -55,6 +55,9 @@ INLINE_MAX_TOKENS = 256
 # Characters after the cursor that inline clean-up compares the answer with.
 AFTER_CURSOR_CHARS = 4000
 INLINE_KINDS = frozenset({"inline", "completion"})
+# An inline completion waits this long before it calls a model: a keystroke in the meantime
+# cancels it (the editor sends $/cancelRequest) or makes it stale, and no call is made.
+INLINE_DEBOUNCE_S = 0.15
 TIERS = ("cheap", "premium")
 PROVIDER_MESSAGE = "provider"
 PREVIEW_MESSAGE = "preview"
@@ -255,6 +258,15 @@ class Pipeline:
                     "budget-cache-only", f"mmx: {status.error}", types.MessageType.Warning
                 )
             else:
+                if kind in INLINE_KINDS and key not in self._calls:
+                    version = doc.version
+                    await asyncio.sleep(INLINE_DEBOUNCE_S)
+                    if doc.version != version:
+                        # Typing went on: the editor asks again for the new text.
+                        status.latency_ms = (loop.time() - started) * 1000
+                        status.error = "superseded"
+                        self._record(status, cancelled=True)
+                        return Answer(request_id, "")
                 call = self._calls.get(key)
                 joined = call is not None
                 if call is None:
