@@ -274,6 +274,19 @@ function M.wait_command(sent, command)
   end, 'the answer to ' .. command)
 end
 
+--- Waits for the `mmx/status` of the request `request_id` and returns it.
+---@param request_id string
+---@return table
+function M.wait_status(request_id)
+  return M.wait(10000, function()
+    for _, st in ipairs(M.statuses) do
+      if st.request_id == request_id then
+        return st
+      end
+    end
+  end, 'the status of request ' .. tostring(request_id))
+end
+
 --- Sums a column of `mmx.stats` over its models.
 ---@param client vim.lsp.Client
 ---@param column string

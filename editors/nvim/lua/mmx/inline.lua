@@ -310,20 +310,25 @@ function M.dismiss(bufnr)
     return false
   end
   local client = vim.lsp.get_client_by_id(st.client_id)
-  local request_id ---@type string?
+  ---@param command any the item's command, which names its request
+  local function reject(command)
+    local request_id = request_id_of(command)
+    if client and request_id then
+      exec(client, { title = 'rejected', command = 'mmx.rejected', arguments = { { request_id = request_id } } }, bufnr)
+    end
+  end
   if st.native then
-    -- Neovim keeps the item to itself: the last inline status names the request shown.
-    local last = status.last
-    request_id = last and last.kind == 'inline' and last.request_id or nil
-    M.native.enable(false, { bufnr = bufnr })
-    M.native.enable(true, { bufnr = bufnr })
-  else
-    request_id = request_id_of(st.item and st.item.command)
-    M.clear(bufnr)
+    -- get() with a handler of our own hides the item and hands it over without inserting it.
+    return M.native.get({
+      bufnr = bufnr,
+      on_accept = function(item)
+        reject(item.command)
+      end,
+    })
   end
-  if client and request_id then
-    exec(client, { title = 'rejected', command = 'mmx.rejected', arguments = { { request_id = request_id } } }, bufnr)
-  end
+  local command = st.item and st.item.command
+  M.clear(bufnr)
+  reject(command)
   return true
 end
 
