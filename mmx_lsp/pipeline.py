@@ -55,8 +55,9 @@ INLINE_MAX_TOKENS = 256
 # Characters after the cursor that inline clean-up compares the answer with.
 AFTER_CURSOR_CHARS = 4000
 INLINE_KINDS = frozenset({"inline", "completion"})
-# An inline completion waits this long before it calls a model: a keystroke in the meantime
-# cancels it (the editor sends $/cancelRequest) or makes it stale, and no call is made.
+# A completion the editor asked for by itself while the user types waits this long before it
+# calls a model: a keystroke meanwhile cancels it (the editor sends $/cancelRequest) or makes
+# it stale, and no call is made. One the user asked for explicitly does not wait.
 INLINE_DEBOUNCE_S = 0.15
 TIERS = ("cheap", "premium")
 PROVIDER_MESSAGE = "provider"
@@ -217,9 +218,11 @@ class Pipeline:
         *,
         diagnostics: Sequence[str] = (),
         progress: Progress | None = None,
+        typing: bool = False,
     ) -> Answer:
         """Answer one request. Sends one `mmx/status` unless the document is excluded or the
-        request is cancelled; records every request that was routed."""
+        request is cancelled; records every request that was routed. `typing` marks a request
+        the editor made by itself as the user types (waited on before a model is called)."""
         if shared.excluded(self.server, doc):
             return Answer("", "")
         snap = self._snapshot(doc, start, end)
@@ -258,7 +261,7 @@ class Pipeline:
                     "budget-cache-only", f"mmx: {status.error}", types.MessageType.Warning
                 )
             else:
-                if kind in INLINE_KINDS and key not in self._calls:
+                if typing and key not in self._calls:
                     version = doc.version
                     await asyncio.sleep(INLINE_DEBOUNCE_S)
                     if doc.version != version:

@@ -31,6 +31,11 @@ from typing import IO, Any
 PREVIEW_URL = "https://preview.invalid/v1"
 PREVIEW_KEY_ENV = "MMX_REPLAY_NO_KEY"
 REQUEST_TIMEOUT_S = 60.0
+# Requests that are routed, and so answered with an mmx/status.
+ROUTED = frozenset(
+    {"textDocument/inlineCompletion", "textDocument/completion", "codeAction/resolve"}
+)
+STATUS_WAIT_S = 2.0
 
 
 class ReplayError(Exception):
@@ -126,6 +131,13 @@ class _Connection:
         self._pending: dict[Any, asyncio.Future[Any]] = {}
         self.statuses: list[dict[str, Any]] = []
         self._reader = asyncio.ensure_future(self._read())
+
+    async def status_after(self, count: int) -> None:
+        """Wait (briefly) until more than `count` statuses have arrived."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + STATUS_WAIT_S
+        while len(self.statuses) <= count and loop.time() < end:
+            await asyncio.sleep(0.005)
 
     async def send(self, message: dict[str, Any]) -> None:
         data = json.dumps(message, separators=(",", ":")).encode("utf-8")
@@ -241,6 +253,9 @@ async def replay(
                 before = len(connection.statuses)
                 await connection.request(message)
                 answered.add(message["id"])
+                if method in ROUTED:
+                    # An inline completion's status follows its answer (the ghost text first).
+                    await connection.status_after(before)
                 if method == "textDocument/codeAction":
                     result.listings += 1
                 for status in connection.statuses[before:]:

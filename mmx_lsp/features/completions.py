@@ -33,7 +33,8 @@ def register(server: MmxServer) -> None:
         doc = shared.document(ls, params.text_document.uri)
         if doc is None:
             return types.InlineCompletionList(items=[])
-        answer = await ls.pipeline.run("inline", doc, position)
+        automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
+        answer = await ls.pipeline.run("inline", doc, position, typing=automatic)
         if not answer.text:
             return types.InlineCompletionList(items=[])
         item = types.InlineCompletionItem(
@@ -49,7 +50,10 @@ def register(server: MmxServer) -> None:
         doc = shared.document(ls, params.text_document.uri)
         if doc is None:
             return types.CompletionList(is_incomplete=True, items=[])
-        answer = await ls.pipeline.run("completion", doc, position)
+        invoked = params.context is not None and (
+            params.context.trigger_kind == types.CompletionTriggerKind.Invoked
+        )
+        answer = await ls.pipeline.run("completion", doc, position, typing=not invoked)
         if not answer.text:
             return types.CompletionList(is_incomplete=True, items=[])
         # The item replaces the word before the cursor with that word plus the suggestion, so
