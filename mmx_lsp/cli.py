@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="print the decisions as JSON")
 
     sub.add_parser("serve", help="serve the LSP over stdio (the default)")
+    for name, text in METRICS_COMMANDS.items():
+        sub.add_parser(name, help=f"{text} (see `mmx-lsp {name} --help`)", add_help=False)
     return parser
 
 
@@ -66,7 +68,20 @@ def _setup_logging(verbose: int, log_file: Path | None) -> None:
     logging.getLogger("pygls").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
 
 
+# Commands over the metrics database, with arguments of their own (mmx_lsp/stats_cli.py).
+METRICS_COMMANDS = {
+    "stats": "spend, savings, latency and acceptance per model, tier, kind, language or day",
+    "report": "an HTML report with charts of spend, tier mix, acceptance, latency and savings",
+    "models": "the tiers, their models and versions, prices and where each price came from",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in METRICS_COMMANDS:
+        from mmx_lsp import stats_cli
+
+        return stats_cli.COMMANDS[argv[0]](argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "replay":
         from mmx_lsp import replay

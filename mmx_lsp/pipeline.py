@@ -268,7 +268,7 @@ class Pipeline:
                         # Typing went on: the editor asks again for the new text.
                         status.latency_ms = (loop.time() - started) * 1000
                         status.error = "superseded"
-                        self._record(status, cancelled=True)
+                        self._record(status, cancelled=True, decision=decision)
                         return Answer(request_id, "")
                 call = self._calls.get(key)
                 joined = call is not None
@@ -299,7 +299,7 @@ class Pipeline:
                 status.attempts = list(call.attempts)
             status.latency_ms = (loop.time() - started) * 1000
             status.error = "cancelled"
-            self._record(status, cancelled=True)
+            self._record(status, cancelled=True, decision=decision)
             raise
         status.latency_ms = (loop.time() - started) * 1000
         status.session_cost_usd = self.session_cost
@@ -310,7 +310,7 @@ class Pipeline:
             self.reporter.status_after_reply(status)
         else:
             self.reporter.status(status, progress)
-        self._record(status)
+        self._record(status, decision=decision)
         return Answer(request_id, text, status, decision)
 
     def in_cache(
@@ -672,8 +672,26 @@ class Pipeline:
 
     # ------------------------------------------------------------------ records and stats
 
-    def _record(self, status: Status, *, cancelled: bool = False, reused: bool = False) -> None:
-        """The per-request record: the one place a request is written down."""
+    def _record(
+        self,
+        status: Status,
+        *,
+        cancelled: bool = False,
+        reused: bool = False,
+        decision: Decision | None = None,
+        language: str = "",
+    ) -> None:
+        """The per-request record: the one place a request is written down (in memory for
+        this session's `mmx.stats`, and in the metrics database)."""
+        extra: dict[str, Any] | None = None
+        if decision is not None:
+            extra = {
+                "language": language or str(decision.features.get("language", "")),
+                "features": decision.features,
+                "score": decision.score,
+                "rule": decision.rule,
+                "override": decision.override,
+            }
         record = {
             "request_id": status.request_id,
             "time": self._clock(),
@@ -697,6 +715,9 @@ class Pipeline:
         }
         self.records.append(record)
         self._by_id[status.request_id] = record
+        self.server.metrics.record(
+            {**record, **(extra or {}), "attempts": [a.to_json() for a in status.attempts]}
+        )
 
     def verdict(self, request_id: str, value: str) -> bool:
         """Record the editor's verdict on an answer; False for an unknown request."""
@@ -704,6 +725,7 @@ class Pipeline:
         if record is None:
             return False
         record["verdict"] = value
+        self.server.metrics.verdict(request_id, value)
         return True
 
     def stats(self, since: Any = None) -> dict[str, Any]:

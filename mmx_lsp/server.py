@@ -20,6 +20,7 @@ from mmx_lsp import __version__
 if TYPE_CHECKING:
     from mmx_lsp.config import ConfigIssue, Settings
     from mmx_lsp.documents import Documents
+    from mmx_lsp.metrics import MetricsStore
     from mmx_lsp.pipeline import Pipeline
     from mmx_lsp.routing import Overrides
 
@@ -100,6 +101,7 @@ class MmxServer(LanguageServer):
         self._overrides: Overrides | None = None
         self._settings: Settings | None = None
         self._pipeline: Pipeline | None = None
+        self._metrics: MetricsStore | None = None
         self._warming: asyncio.Future[None] | None = None
         self.init_options: Any = None
         self.lsp_settings: Any = None
@@ -135,6 +137,33 @@ class MmxServer(LanguageServer):
 
             self._pipeline = Pipeline(self)
         return self._pipeline
+
+    @property
+    def metrics(self) -> MetricsStore:
+        """The request records on disk (SQLite), opened on the first record."""
+        if self._metrics is None:
+            from mmx_lsp.metrics import MetricsStore
+
+            loop = self._loop_or_none()
+
+            def warn(message: str) -> None:  # called on the store's writer thread
+                if loop is not None and not loop.is_closed():
+                    loop.call_soon_threadsafe(self.show, message, types.MessageType.Warning)
+
+            self._metrics = MetricsStore.from_settings(self.settings, on_warning=warn)
+        return self._metrics
+
+    def close_metrics(self) -> None:
+        if self._metrics is not None:
+            self._metrics.close(timeout=3.0)
+            self._metrics = None
+
+    @staticmethod
+    def _loop_or_none() -> asyncio.AbstractEventLoop | None:
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            return None
 
     @property
     def settings(self) -> Settings:

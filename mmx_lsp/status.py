@@ -185,7 +185,7 @@ class Reporter:
             return
         # The reply is written by a callback scheduled when the handler returns; a callback
         # that schedules another runs after it.
-        loop.call_soon(loop.call_soon, self.status, status)
+        loop.call_soon(lambda: loop.call_soon(self.status, status))
 
     def status(self, status: Status, progress: Progress | None = None) -> None:
         """`mmx/status`, the log line, and the `$/progress` end message: `progress`'s when the

@@ -64,3 +64,4 @@ def register(server: MmxServer) -> None:
     def shutdown(ls: MmxServer, params: Any = None) -> None:
         for task in list(ls.tasks):
             task.cancel()
+        ls.close_metrics()  # every record written before the editor lets the process go
