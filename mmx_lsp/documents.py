@@ -11,9 +11,11 @@ kept; an evicted tree is rebuilt on demand.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
@@ -116,6 +118,8 @@ class Excerpt:
         return self.scope, self.imports
 
 
+# Lines looked at on each side of a request for an excerpt's window.
+WINDOW_SCAN = 2000
 # Top-level statements looked at for imports: they come first in real files.
 IMPORT_SCAN_LIMIT = 300
 
@@ -134,6 +138,9 @@ class Document:
     _valid: int = 0  # _starts[0.._valid] are correct
     _span: Span | None = None
     _imports: list[tuple[int, str]] | None = None  # (row, line) of each import line
+    # Results computed from this version of the text (the features of a request), keyed by
+    # what was asked; emptied by every change.
+    memo: dict[object, object] = field(default_factory=dict)
     _parser: Parser | None = None
 
     @classmethod
@@ -222,6 +229,7 @@ class Document:
         self._tree_fresh = False
         self._span = None
         self._imports = None
+        self.memo.clear()
         self.binary = "\x00" in text[:8192]
         if self.binary or self.size_bytes > MAX_PARSE_BYTES:
             self.spec = None
@@ -255,6 +263,7 @@ class Document:
             new_end_point = (r0, start_point[1] + len(encoded))
         else:
             new_end_point = (r0 + len(parts) - 1, len(parts[-1].encode("utf-8")))
+        self.memo.clear()
         if self._imports is not None and (not self._imports or r0 <= self._imports[-1][0]):
             self._imports = None
         span = self._span
@@ -436,21 +445,22 @@ class Document:
     def excerpt(self, start: tuple[int, int], end: tuple[int, int], budget_chars: int) -> Excerpt:
         """What a prompt needs around a request, in time that does not grow with the file."""
         (r0, i0), (r1, i1) = sorted((start, end))
-        lines, last = self.lines, len(self.lines) - 1
+        lines = self.lines
         w0, w1 = r0, r1
         scope = self.scope_rows(r0, r1)
         if scope is not None and r0 - scope[0] <= MAX_REGION_LINES:
             w0 = min(w0, scope[0])
-        total = sum(len(line) for line in lines[w0 : w1 + 1])
-        # Two lines above for each line below, until twice the budget is in view.
-        while total < 2 * budget_chars and (w0 > 0 or w1 < last):
-            for _ in range(2):
-                if w0 > 0:
-                    w0 -= 1
-                    total += len(lines[w0])
-            if w1 < last:
-                w1 += 1
-                total += len(lines[w1])
+        # Grow the window to twice the budget: two thirds above the request, one third below,
+        # and what one side cannot use (at the top or end of the file) to the other.
+        room = 2 * budget_chars - sum(map(len, lines[w0 : w1 + 1]))
+        if room > 0:
+            up = list(accumulate(map(len, reversed(lines[max(0, w0 - WINDOW_SCAN) : w0]))))
+            down = list(accumulate(map(len, lines[w1 + 1 : w1 + 1 + WINDOW_SCAN])))
+            above = bisect_right(up, room * 2 // 3)
+            below = bisect_right(down, room - (up[above - 1] if above else 0))
+            if below == len(down):  # the end of the file: the rest goes above
+                above = bisect_right(up, room - (down[-1] if down else 0))
+            w0, w1 = w0 - above, w1 + below
         head = [line for row, line in self.import_lines() if row < w0]
         if head and not head[-1].endswith(("\n", "\r")):
             head[-1] += "\n"

@@ -15,6 +15,21 @@ def new_request_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+MEMO_ENTRIES = 64
+
+
+def measured(doc: Document, request: Request) -> Features:
+    """`measure`, remembered until the document changes (an editor asks again at the same
+    place: after a dismissed suggestion, for code actions and then their resolve)."""
+    features = doc.memo.get(request)
+    if not isinstance(features, Features):
+        features = measure(doc, request)
+        if len(doc.memo) >= MEMO_ENTRIES:
+            doc.memo.clear()
+        doc.memo[request] = features
+    return features
+
+
 def decide(
     settings: Settings,
     doc: Document,
@@ -27,7 +42,7 @@ def decide(
     return decide_features(
         settings,
         doc,
-        measure(doc, request),
+        measured(doc, request),
         override=override,
         spent_today=spent_today,
         request_id=request_id,
@@ -44,7 +59,7 @@ def decide_kinds(
     spent_today: Decimal = Decimal(0),
 ) -> dict[str, Decision]:
     """Decisions for several kinds of request over the same place, measured once."""
-    features = measure(doc, request)
+    features = measured(doc, request)
     return {
         kind: decide_features(
             settings, doc, for_kind(features, kind), override=override, spent_today=spent_today
