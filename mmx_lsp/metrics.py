@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mmx_lsp.metrics")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Money is kept exact twice: the Decimal as text, and integer pico-dollars for SQL sums.
 # Prices with up to six decimals per million tokens are whole pico-dollars per token.
 PICO = Decimal(10) ** 12
@@ -145,7 +145,41 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     rebuild_rollups(conn)
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+# Version 3: the results of `mmx-lsp eval` runs, one row per task and model, so regression
+# watch can compare a model version's pass rate with the runs before it.
+EVALS_DDL = (
+    """CREATE TABLE evals (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        run_id TEXT NOT NULL,
+        suite TEXT NOT NULL,
+        task TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        language TEXT NOT NULL,
+        model TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        tier TEXT NOT NULL,
+        passed INTEGER NOT NULL,
+        latency_ms REAL,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_pusd INTEGER NOT NULL DEFAULT 0,
+        error TEXT
+    )""",
+    "CREATE INDEX evals_model_ts ON evals (model, ts)",
+)
+
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    for statement in EVALS_DDL:
+        conn.execute(statement)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+}
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -675,11 +709,13 @@ def insert_requests(
 
 
 def prune(conn: sqlite3.Connection, retention_days: int, now: float) -> None:
-    """Delete whole days older than the retention period, requests and daily tables alike."""
+    """Delete whole days older than the retention period: requests, eval results and the
+    daily tables alike."""
     first_kept = dt.date.fromtimestamp(now) - dt.timedelta(days=retention_days)
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("DELETE FROM requests WHERE ts < ?", (_local_midnight(first_kept),))
+        conn.execute("DELETE FROM evals WHERE ts < ?", (_local_midnight(first_kept),))
         conn.execute("DELETE FROM daily WHERE day < ?", (first_kept.isoformat(),))
         conn.execute("DELETE FROM daily_latency WHERE day < ?", (first_kept.isoformat(),))
         conn.execute("COMMIT")
@@ -851,7 +887,7 @@ class MetricsStore:
         """Regressions not reported before by this store: the server warns once for each."""
         fresh = []
         for found in self.regressions(policy):
-            key = f"{found.model}@{found.model_version}"
+            key = found.key
             with self._lock:
                 if key in self._warned:
                     continue
@@ -1341,6 +1377,8 @@ class RegressionPolicy:
 
 @dataclass(frozen=True)
 class Regression:
+    """A model version whose acceptance (or eval pass rate) fell against its baseline."""
+
     model: str
     model_version: str
     recent_accepted: int
@@ -1349,6 +1387,8 @@ class Regression:
     baseline_total: int
     z: float
     p_value: float
+    signal: Literal["acceptance", "eval"] = "acceptance"
+    suite: str = ""
 
     @property
     def recent_rate(self) -> float:
@@ -1358,16 +1398,24 @@ class Regression:
     def baseline_rate(self) -> float:
         return self.baseline_accepted / self.baseline_total
 
+    @property
+    def key(self) -> str:
+        """What the editor is warned about once."""
+        return f"{self.signal}:{self.suite}:{self.model}@{self.model_version}"
+
     def message(self) -> str:
         version = f" ({self.model_version})" if self.model_version else ""
+        what = "acceptance" if self.signal == "acceptance" else f"eval pass rate on {self.suite}"
         return (
-            f"mmx: acceptance of {self.model}{version} fell to {self.recent_rate:.0%} "
+            f"mmx: {what} of {self.model}{version} fell to {self.recent_rate:.0%} "
             f"({self.recent_accepted}/{self.recent_total}) from {self.baseline_rate:.0%} "
             f"({self.baseline_accepted}/{self.baseline_total}) before; p = {self.p_value:.3f}"
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "signal": self.signal,
+            "suite": self.suite,
             "model": self.model,
             "model_version": self.model_version,
             "recent_rate": self.recent_rate,
@@ -1394,43 +1442,151 @@ def two_proportion_z(
     return z, 0.5 * math.erfc(z / math.sqrt(2))
 
 
+def _windows(policy: RegressionPolicy, now: float | None) -> tuple[dt.date, dt.date]:
+    today = dt.date.fromtimestamp(time.time() if now is None else now)
+    recent_start = today - dt.timedelta(days=max(1, int(policy.recent_days)) - 1)
+    return recent_start - dt.timedelta(days=int(policy.baseline_days)), recent_start
+
+
+def _dropped(
+    policy: RegressionPolicy,
+    baseline: tuple[int, int],
+    recent: tuple[int, int],
+) -> tuple[float, float] | None:
+    """z and p when the recent rate fell significantly by more than the margin, else None."""
+    (base_ok, base_total), (ok, total) = baseline, recent
+    if min(total, base_total) < policy.min_samples:
+        return None
+    drop = base_ok / base_total - ok / total
+    z, p_value = two_proportion_z(base_ok, base_total, ok, total)
+    return (z, p_value) if drop > policy.margin and p_value < policy.alpha else None
+
+
 def find_regressions(
     conn: sqlite3.Connection, policy: RegressionPolicy, *, now: float | None = None
 ) -> list[Regression]:
-    """Model versions whose acceptance in the recent days is below the same model's baseline
-    days by more than the margin, with enough verdicts on both sides and a significant
-    one-sided two-proportion z-test. Windows are whole local days, today included."""
-    today = dt.date.fromtimestamp(time.time() if now is None else now)
-    recent_start = today - dt.timedelta(days=max(1, int(policy.recent_days)) - 1)
-    baseline_start = recent_start - dt.timedelta(days=int(policy.baseline_days))
+    """Model versions whose acceptance, or pass rate on an eval suite, in the recent days is
+    below the same model's baseline days by more than the margin, with enough samples on
+    both sides and a significant one-sided two-proportion z-test. Windows are whole local
+    days, today included."""
+    baseline_start, recent_start = _windows(policy, now)
+    base_day, recent_day = baseline_start.isoformat(), recent_start.isoformat()
     baseline = {
         model: (int(accepted), int(total))
         for model, accepted, total in conn.execute(
             "SELECT model, SUM(accepted), SUM(accepted + rejected) FROM daily "
             "WHERE day >= ? AND day < ? GROUP BY model",
-            (baseline_start.isoformat(), recent_start.isoformat()),
+            (base_day, recent_day),
         )
     }
     found = []
     for model, version, accepted, total in conn.execute(
         "SELECT model, model_version, SUM(accepted), SUM(accepted + rejected) FROM daily "
         "WHERE day >= ? GROUP BY 1, 2 ORDER BY 1, 2",
-        (recent_start.isoformat(),),
+        (recent_day,),
     ):
         if model not in baseline:
             continue
-        base_accepted, base_total = baseline[model]
-        if min(int(total), base_total) < policy.min_samples:
-            continue
-        drop = base_accepted / base_total - accepted / total
-        z, p_value = two_proportion_z(base_accepted, base_total, int(accepted), int(total))
-        if drop > policy.margin and p_value < policy.alpha:
+        dropped = _dropped(policy, baseline[model], (int(accepted), int(total)))
+        if dropped is not None:
+            base_ok, base_total = baseline[model]
             found.append(
-                Regression(
-                    model, version, int(accepted), int(total), base_accepted, base_total, z, p_value
-                )
+                Regression(model, version, int(accepted), int(total), base_ok, base_total, *dropped)
+            )
+    return found + find_eval_regressions(conn, policy, baseline_start, recent_start)
+
+
+def find_eval_regressions(
+    conn: sqlite3.Connection,
+    policy: RegressionPolicy,
+    baseline_start: dt.date,
+    recent_start: dt.date,
+) -> list[Regression]:
+    """The same test over `mmx-lsp eval` results, per suite and model version."""
+    low, high = _local_midnight(baseline_start), _local_midnight(recent_start)
+    baseline = {
+        (suite, model): (int(passed), int(total))
+        for suite, model, passed, total in conn.execute(
+            "SELECT suite, model, SUM(passed), COUNT(*) FROM evals "
+            "WHERE ts >= ? AND ts < ? GROUP BY 1, 2",
+            (low, high),
+        )
+    }
+    found = []
+    for suite, model, version, passed, total in conn.execute(
+        "SELECT suite, model, model_version, SUM(passed), COUNT(*) FROM evals "
+        "WHERE ts >= ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        (high,),
+    ):
+        base = baseline.get((suite, model))
+        if base is None:
+            continue
+        dropped = _dropped(policy, base, (int(passed), int(total)))
+        if dropped is not None:
+            found.append(
+                Regression(model, version, int(passed), int(total), *base, *dropped, "eval", suite)
             )
     return found
+
+
+EVAL_COLUMNS = (
+    "ts",
+    "run_id",
+    "suite",
+    "task",
+    "kind",
+    "language",
+    "model",
+    "model_version",
+    "tier",
+    "passed",
+    "latency_ms",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "cost_pusd",
+    "error",
+)
+
+
+def record_eval_results(path: Path, results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Append one eval run's per-task results to the metrics database at `path` (table
+    `evals`), in one transaction. Returns warnings (a damaged database moved aside)."""
+    rows = [
+        (
+            float(r["ts"]),
+            str(r["run_id"]),
+            str(r["suite"]),
+            str(r["task"]),
+            str(r["kind"]),
+            str(r.get("language") or ""),
+            str(r["model"]),
+            str(r.get("model_version") or ""),
+            str(r.get("tier") or ""),
+            int(bool(r["passed"])),
+            None if r.get("latency_ms") is None else float(r["latency_ms"]),
+            int(r.get("input_tokens") or 0),
+            int(r.get("cached_input_tokens") or 0),
+            int(r.get("output_tokens") or 0),
+            to_pico(r.get("cost_usd")) or 0,
+            None if r.get("error") is None else str(r["error"]),
+        )
+        for r in results
+    ]
+    conn, warnings = open_database(path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            f"INSERT INTO evals ({', '.join(EVAL_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in EVAL_COLUMNS)})",
+            rows,
+        )
+        conn.execute("COMMIT")
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()
+    return warnings
 
 
 def recent_versions(conn: sqlite3.Connection, since: float) -> dict[str, list[str]]:

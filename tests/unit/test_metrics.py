@@ -27,6 +27,7 @@ from mmx_lsp.metrics import (
     open_database,
     parse_since,
     percentile,
+    record_eval_results,
     summarize,
     two_proportion_z,
 )
@@ -586,6 +587,74 @@ def test_regressions_read_a_database_directly(tmp_path: Path) -> None:
     assert summarize(conn, now=NOW)["totals"]["requests"] == 160
     conn.close()
     assert found and found[0].recent_total == 60
+
+
+def _eval_run(when: float, version: str, passed: int, total: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "ts": when,
+            "run_id": f"run-{version}-{when}",
+            "suite": "fixtures/eval",
+            "task": f"task{i}",
+            "kind": "refactor",
+            "language": "python",
+            "model": "gpt-5-mini",
+            "model_version": version,
+            "tier": "cheap",
+            "passed": i < passed,
+            "latency_ms": 120.5,
+            "input_tokens": 900,
+            "cached_input_tokens": 100,
+            "output_tokens": 40,
+            "cost_usd": Decimal("0.0001234"),
+            "error": None if i < passed else "the answer adds 1 syntax error",
+        }
+        for i in range(total)
+    ]
+
+
+def test_eval_results_are_stored_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite3"
+    assert record_eval_results(path, _eval_run(NOW, "2025-08-07", 3, 4)) == []
+    assert rows(path, "SELECT task, passed, cost_pusd, error FROM evals ORDER BY id")[2:] == [
+        ("task2", 1, 123_400_000, None),
+        ("task3", 0, 123_400_000, "the answer adds 1 syntax error"),
+    ]
+
+
+def test_a_drop_in_eval_pass_rate_is_a_regression(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite3"
+    record_eval_results(path, _eval_run(NOW - 20 * DAY, "2025-08-07", 38, 40))
+    record_eval_results(path, _eval_run(NOW - DAY, "2026-11-15", 20, 40))
+    with MetricsStore(path, clock=lambda: NOW, linger_s=0) as s:
+        found = s.new_regressions(RegressionPolicy(min_samples=30))
+        assert s.new_regressions(RegressionPolicy(min_samples=30)) == []  # warned once
+    assert [(r.signal, r.model_version) for r in found] == [("eval", "2026-11-15")]
+    assert "eval pass rate on fixtures/eval of gpt-5-mini (2026-11-15) fell to 50% (20/40)" in (
+        found[0].message()
+    )
+    # Too few tasks in the recent runs: no verdict either way.
+    quiet = tmp_path / "q.sqlite3"
+    record_eval_results(quiet, _eval_run(NOW - 20 * DAY, "a", 38, 40))
+    record_eval_results(quiet, _eval_run(NOW - DAY, "b", 2, 10))
+    conn, _ = open_database(quiet)
+    assert find_regressions(conn, RegressionPolicy(min_samples=30), now=NOW) == []
+    conn.close()
+
+
+def test_a_version_2_database_gains_the_eval_table(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite3"
+    make_v1(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN")
+    metrics._migrate_1_to_2(conn)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("COMMIT")
+    conn.close()
+    record_eval_results(path, _eval_run(NOW, "v", 1, 1))
+    assert rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert rows(path) == [(2,)]
+    assert rows(path, "SELECT count(*) FROM evals") == [(1,)]
 
 
 # --------------------------------------------------------------------------- the commands
