@@ -8,7 +8,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -68,6 +68,13 @@ def _other(tier: str) -> str:
     return "premium" if tier == "cheap" else "cheap"
 
 
+def _template(api: str, kind: str) -> tuple[str, int]:
+    """The prompt template of a request and its context budget in tokens."""
+    if kind in INLINE_KINDS:
+        return ("inline-fim" if api == "completions" else "inline-chat"), INLINE_CONTEXT_TOKENS
+    return kind, ACTION_CONTEXT_TOKENS
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The document as it was when the request came: answers are checked against this."""
@@ -113,6 +120,12 @@ class _Call:
     preview: str | None = None
     error: str | None = None
     claimed: bool = False
+    # For the metrics record: the model the provider says answered (a dated snapshot where
+    # it has one), the prompt template, time spent in model calls, the prompt when stored.
+    model_version: str = ""
+    template_version: str = ""
+    model_ms: float = 0.0
+    prompt: str | None = None
 
     def claim(self) -> bool:
         """True for the first request that reports this call: only it carries the cost."""
@@ -131,6 +144,8 @@ class _Suggestion:
     tier: str
     model: str
     premium_equivalent: Decimal | None
+    request_id: str = ""
+    shown: bool = False  # the document had not changed when the answer went out
 
 
 def _percentile(values: Sequence[float], share: float) -> float | None:
@@ -226,6 +241,9 @@ class Pipeline:
         if shared.excluded(self.server, doc):
             return Answer("", "")
         snap = self._snapshot(doc, start, end)
+        asked_at = doc.version
+        if kind in INLINE_KINDS:
+            self._typed_over(snap)
         if kind in INLINE_KINDS and self.server.overrides.next is None:
             reused = self._typed_ahead(kind, snap)
             if reused is not None:
@@ -252,6 +270,7 @@ class Pipeline:
         hit = self._lookup(cache, key)
         call: _Call | None = None
         joined = False
+        queue_ms: float | None = None
         try:
             if hit is not None:
                 text = self._from_cache(status, hit)
@@ -287,6 +306,7 @@ class Pipeline:
                         if self._calls.get(key) is shared_call:
                             del self._calls[key]
 
+                queue_ms = (loop.time() - started) * 1000
                 await self._flights.run(key, flight)
                 text = self._from_call(status, call, owner=call.claim(), joined=joined)
                 if text and call.error is None and not joined:
@@ -299,18 +319,18 @@ class Pipeline:
                 status.attempts = list(call.attempts)
             status.latency_ms = (loop.time() - started) * 1000
             status.error = "cancelled"
-            self._record(status, cancelled=True, decision=decision)
+            self._record(status, cancelled=True, decision=decision, call=call, queue_ms=queue_ms)
             raise
         status.latency_ms = (loop.time() - started) * 1000
         status.session_cost_usd = self.session_cost
         budget = settings.routing.daily_budget_usd
         status.budget_left_usd = None if budget is None else budget - self.server.spent_today
         if kind in INLINE_KINDS:
-            self._remember(snap, text, status)
+            self._remember(snap, text, status, shown=doc.version == asked_at)
             self.reporter.status_after_reply(status)
         else:
             self.reporter.status(status, progress)
-        self._record(status, decision=decision)
+        self._record(status, decision=decision, call=call, hit=hit, queue_ms=queue_ms)
         return Answer(request_id, text, status, decision)
 
     def in_cache(
@@ -380,7 +400,27 @@ class Pipeline:
         self._record(status, reused=True)
         return Answer(status.request_id, rest, status)
 
-    def _remember(self, snap: Snapshot, text: str, status: Status) -> None:
+    def _typed_over(self, snap: Snapshot) -> None:
+        """Count the last suggestion in the document as not accepted when the user typed
+        something else over it (or deleted back past it) on its line, without accepting it.
+
+        Typing its start is not a rejection (the rest is served from it), nor is a request
+        at the same place, nor text that begins with the whole suggestion (it was accepted).
+        """
+        last = self._last.get(snap.uri)
+        if last is None or not last.shown or snap.row != last.row:
+            return
+        if snap.line_before.startswith(last.line_before):
+            typed = snap.line_before[len(last.line_before) :]
+            if last.text.startswith(typed) or typed.startswith(last.text):
+                return
+        record = self._by_id.get(last.request_id)
+        if record is not None and record["verdict"] is None:
+            self.verdict(last.request_id, "rejected")
+            record["typed_over"] = True
+        del self._last[snap.uri]
+
+    def _remember(self, snap: Snapshot, text: str, status: Status, *, shown: bool) -> None:
         if not text:
             self._last.pop(snap.uri, None)
             return
@@ -394,6 +434,8 @@ class Pipeline:
             premium_equivalent=(
                 None if status.saved_usd is None else status.saved_usd + status.cost_usd
             ),
+            request_id=status.request_id,
+            shown=shown,
         )
 
     # ------------------------------------------------------------------ prompts and cache
@@ -432,11 +474,7 @@ class Pipeline:
         tier_config = settings.tiers[tier]  # type: ignore[index]
         provider = settings.providers.get(tier_config.provider)
         endpoint = provider.base_url if provider is not None else ""
-        if kind in INLINE_KINDS:
-            template = "inline-fim" if tier_config.api == "completions" else "inline-chat"
-            budget = INLINE_CONTEXT_TOKENS
-        else:
-            template, budget = kind, ACTION_CONTEXT_TOKENS
+        template, budget = _template(tier_config.api, kind)
         where = json.dumps([kind, snap.language, snap.start, snap.end, budget, list(diagnostics)])
         return cache_key(
             model=tier_config.model,
@@ -462,6 +500,7 @@ class Pipeline:
             "text": call.text,
             "tier": call.tier,
             "model": call.model,
+            "model_version": call.model_version,
             "input_tokens": call.usage.input_tokens,
             "output_tokens": call.usage.output_tokens,
             "premium_usd": None
@@ -632,6 +671,11 @@ class Pipeline:
             request, deadline_s=DEADLINE_S.get(kind, 30.0), on_text=on_text
         )
         cost = reply_cost(reply, price_for(tier_config))
+        call.model_version = reply.model or ""
+        call.template_version = prompt.template_version
+        call.model_ms += reply.latency_ms
+        if settings.privacy.store_prompts:
+            call.prompt = prompt.cache_context
         self._charge(settings, cost)
         premium = price_for(settings.tiers["premium"])  # type: ignore[index]
         call.premium_equivalent = cost_usd(reply.usage, premium) if premium else None
@@ -680,12 +724,22 @@ class Pipeline:
         reused: bool = False,
         decision: Decision | None = None,
         language: str = "",
+        call: _Call | None = None,
+        hit: Mapping[str, Any] | None = None,
+        queue_ms: float | None = None,
     ) -> None:
         """The per-request record: the one place a request is written down (in memory for
         this session's `mmx.stats`, and in the metrics database)."""
-        extra: dict[str, Any] | None = None
+        extra: dict[str, Any] = self._versions(status, call, hit)
+        if call is not None and status.input_tokens:
+            # Only the request that made the call carries its tokens (see _from_call).
+            extra["cached_input_tokens"] = call.usage.cached_input_tokens
+            extra["model_ms"] = call.model_ms
+            extra["prompt"] = call.prompt
+        if queue_ms is not None:
+            extra["queue_ms"] = queue_ms
         if decision is not None:
-            extra = {
+            extra |= {
                 "language": language or str(decision.features.get("language", "")),
                 "features": decision.features,
                 "score": decision.score,
@@ -716,8 +770,22 @@ class Pipeline:
         self.records.append(record)
         self._by_id[status.request_id] = record
         self.server.metrics.record(
-            {**record, **(extra or {}), "attempts": [a.to_json() for a in status.attempts]}
+            {**record, **extra, "attempts": [a.to_json() for a in status.attempts]}
         )
+
+    def _versions(
+        self, status: Status, call: _Call | None, hit: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """The model version that answered (as the provider named it) and the template."""
+        version = call.model_version if call is not None else ""
+        if hit is not None:
+            version = str(hit.get("model_version") or "")
+        template = call.template_version if call is not None else ""
+        settings = self._settings
+        tier_config = settings.tiers.get(status.tier) if settings else None  # type: ignore[call-overload]
+        if not template and tier_config is not None:
+            template = prompts.TEMPLATE_VERSIONS[_template(tier_config.api, status.kind)[0]]
+        return {"model_version": version, "template_version": template}
 
     def verdict(self, request_id: str, value: str) -> bool:
         """Record the editor's verdict on an answer; False for an unknown request."""

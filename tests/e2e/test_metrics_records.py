@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from lsprotocol import types
+from pytest_lsp import LanguageClient
 
 from tests.e2e.conftest import command, isolated_env, open_text, start, stop
 from tests.e2e.test_model_calls import FUNCTION, collect_statuses, eventually, inline, settings
@@ -16,8 +20,32 @@ from tests.support.openai_stub import StubServer
 pytestmark = pytest.mark.e2e
 
 
+def database_rows(tmp: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of the metrics database the server wrote in the isolated data directory."""
+    (path,) = (tmp / "xdg_data_home").rglob("metrics.sqlite3")
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def type_text(
+    client: LanguageClient, uri: str, version: int, at: types.Position, text: str
+) -> None:
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[
+                types.TextDocumentContentChangePartial(range=types.Range(at, at), text=text)
+            ],
+        )
+    )
+
+
 async def test_requests_and_verdicts_reach_the_metrics_database(tmp_path: Path) -> None:
     with StubServer(reply="return a + b") as cheap, StubServer(reply="return a + b") as premium:
+        cheap.reported_model = "stub-cheap-2026-10-01"
         client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
         try:
             statuses = collect_statuses(client)
@@ -42,3 +70,64 @@ async def test_requests_and_verdicts_reach_the_metrics_database(tmp_path: Path) 
     row = next(r for r in summary["by_model"] if r["model"] == "stub-cheap")
     assert row["accepted"] == 1
     assert row["cost_usd"] == pytest.approx(float(statuses[0].cost_usd))
+
+    # The row says which model version answered (as the provider named it) and which
+    # prompt template asked; the cache hit keeps the version of the answer it reuses.
+    assert database_rows(
+        tmp_path, "SELECT model, model_version, template_version, cached FROM requests ORDER BY id"
+    ) == [
+        ("stub-cheap", "stub-cheap-2026-10-01", "inline-chat/1", 0),
+        ("stub-cheap", "stub-cheap-2026-10-01", "inline-chat/1", 1),
+    ]
+    ((queue_ms, model_ms, total_ms),) = database_rows(
+        tmp_path, "SELECT queue_ms, model_ms, total_ms FROM requests WHERE cached = 0"
+    )
+    assert 0 <= queue_ms < total_ms and 0 < model_ms <= total_ms
+
+
+async def test_a_suggestion_typed_over_counts_as_not_accepted(tmp_path: Path) -> None:
+    with StubServer(reply="return a + b") as cheap, StubServer(reply="return a + b") as premium:
+        client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
+        try:
+            statuses = collect_statuses(client)
+            uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
+            await inline(client, uri)  # "return a + b" shown at (1, 4)
+            await eventually(lambda: len(statuses) == 1)
+            # Typing its start keeps it alive: the rest is served without a call.
+            type_text(client, uri, 2, types.Position(1, 4), "ret")
+            await inline(client, uri, types.Position(1, 7))
+            await eventually(lambda: len(statuses) == 2)
+            assert statuses[1].cached and len(cheap.requests) == 1
+            # Then the user types something else over it.
+            type_text(client, uri, 3, types.Position(1, 7), "ry")
+            await inline(client, uri, types.Position(1, 9))
+            await eventually(lambda: len(statuses) == 3)
+            stats = await command(client, "mmx.stats", {})
+        finally:
+            await stop(client)
+    row = next(r for r in stats["by_model"] if r["model"] == "stub-cheap")
+    assert (row["accepted"], row["rejected"]) == (0, 1)
+    assert database_rows(
+        tmp_path, "SELECT request_id, verdict FROM requests WHERE verdict IS NOT NULL"
+    ) == [(statuses[0].request_id, "rejected")]
+
+
+async def test_an_accepted_suggestion_is_not_counted_as_typed_over(tmp_path: Path) -> None:
+    with StubServer(reply="return a + b") as cheap, StubServer(reply="return a + b") as premium:
+        client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
+        try:
+            statuses = collect_statuses(client)
+            uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
+            await inline(client, uri)
+            await eventually(lambda: len(statuses) == 1)
+            # Accepted: the editor inserts it, the user types on, the editor asks again; the
+            # editor's report of the acceptance arrives last.
+            type_text(client, uri, 2, types.Position(1, 4), "return a + b ")
+            await inline(client, uri, types.Position(1, 17))
+            await eventually(lambda: len(statuses) == 2)
+            await command(client, "mmx.accepted", {"request_id": statuses[0].request_id})
+            stats = await command(client, "mmx.stats", {})
+        finally:
+            await stop(client)
+    row = next(r for r in stats["by_model"] if r["model"] == "stub-cheap")
+    assert (row["accepted"], row["rejected"]) == (1, 0)
