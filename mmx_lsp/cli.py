@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="print the decisions as JSON")
 
     sub.add_parser("serve", help="serve the LSP over stdio (the default)")
-    for name, text in METRICS_COMMANDS.items():
+    for name, text in {**METRICS_COMMANDS, EVAL_COMMAND: EVAL_HELP}.items():
         sub.add_parser(name, help=f"{text} (see `mmx-lsp {name} --help`)", add_help=False)
     return parser
 
@@ -74,6 +74,9 @@ METRICS_COMMANDS = {
     "report": "an HTML report with charts of spend, tier mix, acceptance, latency and savings",
     "models": "the tiers, their models and versions, prices and where each price came from",
 }
+# A task suite against models, with arguments of its own (mmx_lsp/eval_cli.py).
+EVAL_COMMAND = "eval"
+EVAL_HELP = "run a task suite against models: pass rate, latency, tokens and cost"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         from mmx_lsp import stats_cli
 
         return stats_cli.COMMANDS[argv[0]](argv[1:])
+    if argv and argv[0] == EVAL_COMMAND:
+        from mmx_lsp import eval_cli
+
+        return eval_cli.main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "replay":
         from mmx_lsp import replay
