@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 import json
+import shutil
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -150,7 +151,8 @@ def _eval(args: argparse.Namespace) -> int:
             )
     show = sys.stderr.isatty() if args.progress is None else args.progress
     matrix = asyncio.run(_run(settings, suite, models, args, show))
-    text = render(matrix, args.format)
+    terminal = args.output is None and sys.stdout.isatty()
+    text = render(matrix, args.format, shutil.get_terminal_size().columns if terminal else None)
     if args.output is not None:
         args.output.write_text(text, "utf-8")
     else:
@@ -224,14 +226,14 @@ class Bar:
 # --------------------------------------------------------------------------- output
 
 
-def render(matrix: evaluation.Matrix, form: str) -> str:
+def render(matrix: evaluation.Matrix, form: str, width: int | None = None) -> str:
     if form == "json":
         return json.dumps(matrix.to_json(), indent=2, ensure_ascii=False) + "\n"
     if form == "csv":
         return to_csv(matrix)
     if form == "markdown":
         return to_markdown(matrix)
-    return to_table(matrix)
+    return to_table(matrix, width)
 
 
 def to_csv(matrix: evaluation.Matrix) -> str:
@@ -318,13 +320,14 @@ def _failures(matrix: evaluation.Matrix) -> list[str]:
     return lines
 
 
-def to_table(matrix: evaluation.Matrix, width: int = 160) -> str:
-    """The matrix as rich tables: the figures per model, then pass/fail per task."""
+def to_table(matrix: evaluation.Matrix, width: int | None = None) -> str:
+    """The matrix as rich tables: the figures per model, then pass/fail per task. Without a
+    width (output to a file or a pipe) the tables take the width they need."""
     from rich.console import Console
     from rich.table import Table
 
     buffer = io.StringIO()
-    console = Console(file=buffer, width=width, highlight=False, no_color=True)
+    console = Console(file=buffer, width=width or 1000, highlight=False, no_color=True)
     summary = Table(title=_title(matrix), title_justify="left")
     for number, header in enumerate(HEADERS):
         summary.add_column(header, justify="left" if number < 2 else "right")
@@ -348,7 +351,7 @@ def to_table(matrix: evaluation.Matrix, width: int = 160) -> str:
         console.print("Why tasks failed:")
         for line in failures:
             console.print(f"  {line}", overflow="fold")
-    return buffer.getvalue()
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
 
 
 def _md(text: str) -> str:

@@ -613,7 +613,8 @@ def contenders(settings: Settings, entries: Sequence[str] | None = None) -> list
             contender = Contender.for_model(settings, tier, model.strip(), entry)
         problem = Providers(contender.settings).configured(contender.tier)
         if problem is not None:
-            raise ValueError(f"--models {entry}: {problem}")
+            where = f"{entry} tier" if entries is None else f"--models {entry}"
+            raise ValueError(f"{where}: {problem}")
         if all(c.key != contender.key for c in found):
             found.append(contender)
     return found
@@ -643,6 +644,7 @@ class Outcome:
     escalated: bool = False  # auto: the cheap answer failed verification; premium answered
     fallback: bool = False  # auto: the routed tier failed or is not set up; the other answered
     calls: int = 1
+    usage_estimated: bool = False  # the endpoint reported no usage: counted from the text
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -660,6 +662,7 @@ class Outcome:
             "cached_input_tokens": self.usage.cached_input_tokens,
             "output_tokens": self.usage.output_tokens,
             "cost_usd": format(self.cost_usd, "f"),
+            "usage_estimated": self.usage_estimated,
             "calls": self.calls,
             "route": self.route,
             "escalated": self.escalated,
@@ -775,6 +778,7 @@ async def answer(providers: Providers, contender: Contender, task: Task) -> Outc
         latency_ms=reply.latency_ms,
         usage=reply.usage,
         cost_usd=reply_cost(reply, contender.price),
+        usage_estimated=reply.usage_estimated,
     )
 
 
@@ -875,6 +879,7 @@ class _Runner:
             escalated=escalated,
             fallback=fallback,
             calls=len(steps),
+            usage_estimated=any(step.usage_estimated for step in steps),
         )
 
     async def aclose(self, others: Sequence[asyncio.Future[Outcome]] = ()) -> None:
