@@ -118,6 +118,15 @@ class PrivacyConfig(_Section):
 class MetricsConfig(_Section):
     path: str | None = Field(default=None, description="SQLite file (user data dir).")
     retention_days: int = Field(default=90, gt=0)
+    regression_margin: float = Field(
+        default=0.10,
+        gt=0,
+        lt=1,
+        description="Drop in a model version's acceptance or eval pass rate that warns.",
+    )
+    regression_min_samples: int = Field(
+        default=30, gt=0, description="Verdicts (or eval results) needed in each window."
+    )
 
 
 def _default_providers() -> dict[str, ProviderConfig]:

@@ -146,7 +146,8 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
 
 
 # Version 3: the results of `mmx-lsp eval` runs, one row per task and model, so regression
-# watch can compare a model version's pass rate with the runs before it.
+# watch can compare a model version's pass rate with the runs before it; and the regressions
+# already shown.
 EVALS_DDL = (
     """CREATE TABLE evals (
         id INTEGER PRIMARY KEY,
@@ -168,6 +169,8 @@ EVALS_DDL = (
         error TEXT
     )""",
     "CREATE INDEX evals_model_ts ON evals (model, ts)",
+    # Regressions the editor was warned about, so each is shown once, not once per start.
+    "CREATE TABLE notices (key TEXT PRIMARY KEY, ts REAL NOT NULL) WITHOUT ROWID",
 )
 
 
@@ -754,6 +757,10 @@ class StoreStats:
     batches: int = 0
 
 
+# How long the writer keeps trying to open a database another process holds locked.
+OPEN_RETRY_S = 30.0
+
+
 class MetricsStore:
     """Writes request records from a background thread; reads summaries on demand.
 
@@ -884,15 +891,22 @@ class MetricsStore:
             return find_regressions(conn, policy or RegressionPolicy(), now=self._clock())
 
     def new_regressions(self, policy: RegressionPolicy | None = None) -> list[Regression]:
-        """Regressions not reported before by this store: the server warns once for each."""
+        """Regressions not reported before, by this store or any other process using the
+        database (they are noted in it): the server warns once for each."""
+        self.flush()
         fresh = []
-        for found in self.regressions(policy):
-            key = found.key
-            with self._lock:
-                if key in self._warned:
-                    continue
-                self._warned.add(key)
-            fresh.append(found)
+        with self.reader() as conn:
+            for found in find_regressions(conn, policy or RegressionPolicy(), now=self._clock()):
+                with self._lock:
+                    if found.key in self._warned:
+                        continue
+                    self._warned.add(found.key)
+                noted = conn.execute(
+                    "INSERT OR IGNORE INTO notices (key, ts) VALUES (?, ?)",
+                    (found.key, self._clock()),
+                )
+                if noted.rowcount == 1:
+                    fresh.append(found)
         return fresh
 
     def reader(self) -> _Reader:
@@ -916,6 +930,8 @@ class MetricsStore:
 
     def _open(self) -> sqlite3.Connection | None:
         delay = 0.05
+        # Records queued meanwhile wait: even a store being closed keeps trying for a while.
+        give_up_at = time.monotonic() + OPEN_RETRY_S
         while True:
             try:
                 conn, warnings = open_database(
@@ -927,7 +943,7 @@ class MetricsStore:
                 self._warn(f"mmx metrics: {exc}")
                 return None
             except sqlite3.OperationalError as exc:
-                if is_busy(exc) and not self._closed:
+                if is_busy(exc) and time.monotonic() < give_up_at:
                     # Another process is migrating or writing: wait for it.
                     self.stats.retries += 1
                     time.sleep(delay)
@@ -1361,18 +1377,9 @@ class RegressionPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RegressionPolicy:
-        """From `metrics.regression_*` keys where the settings have them, else defaults."""
+        """The margin and sample size from `metrics.regression_*`; windows and alpha fixed."""
         section = settings.metrics
-        default = cls()
-        return cls(
-            recent_days=float(getattr(section, "regression_recent_days", default.recent_days)),
-            baseline_days=float(
-                getattr(section, "regression_baseline_days", default.baseline_days)
-            ),
-            margin=float(getattr(section, "regression_margin", default.margin)),
-            min_samples=int(getattr(section, "regression_min_samples", default.min_samples)),
-            alpha=float(getattr(section, "regression_alpha", default.alpha)),
-        )
+        return cls(margin=section.regression_margin, min_samples=section.regression_min_samples)
 
 
 @dataclass(frozen=True)

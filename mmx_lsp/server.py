@@ -28,6 +28,9 @@ log = logging.getLogger("mmx_lsp")
 
 # Seconds without edits after which a document's whole tree is brought up to date.
 IDLE_REPARSE_S = 0.5
+# Regression watch: first look soon after start-up (off its path), then hourly.
+REGRESSION_FIRST_CHECK_S = 2.0
+REGRESSION_CHECK_S = 3600.0
 
 
 class MmxProtocol(LanguageServerProtocol):
@@ -257,6 +260,29 @@ class MmxServer(LanguageServer):
 
         task.add_done_callback(done)
         return task
+
+    async def watch_regressions(
+        self, first_s: float = REGRESSION_FIRST_CHECK_S, every_s: float = REGRESSION_CHECK_S
+    ) -> None:
+        """Warn once (ever, per database) about each model version whose acceptance or eval
+        pass rate fell: shortly after start-up, then every `every_s`."""
+        from mmx_lsp.metrics import RegressionPolicy
+
+        await asyncio.sleep(first_s)
+        while True:
+            policy = RegressionPolicy.from_settings(self.settings)
+            try:
+                found = await asyncio.to_thread(self.metrics.new_regressions, policy)
+            except Exception as exc:  # the database is damaged or gone: the store says so
+                log.warning("regression watch skipped: %s", exc)
+                found = []
+            for regression in found:
+                self.show(
+                    f"{regression.message()}. Compare models with `mmx-lsp eval`, or pin the "
+                    "previous version as the tier's model.",
+                    types.MessageType.Warning,
+                )
+            await asyncio.sleep(every_s)
 
     def warm_up(self) -> None:
         """Import the request path (openai, the cache backends) in a worker thread once a

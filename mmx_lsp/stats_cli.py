@@ -127,10 +127,14 @@ def stats_parser() -> argparse.ArgumentParser:
         help="write the exposition atomically, for node_exporter's textfile collector (*.prom)",
     )
     parser.add_argument(
-        "--margin", type=float, default=0.10, help="regression watch: acceptance drop (0.10)"
+        "--margin",
+        type=float,
+        help="regression watch: drop in acceptance or eval pass rate (metrics.regression_margin)",
     )
     parser.add_argument(
-        "--min-samples", type=int, default=30, help="regression watch: verdicts per window"
+        "--min-samples",
+        type=int,
+        help="regression watch: samples per window (metrics.regression_min_samples)",
     )
     _common(parser)
     return parser
@@ -144,8 +148,18 @@ def stats_main(argv: Sequence[str] | None = None) -> int:
 def _stats(argv: Sequence[str] | None) -> int:
     args = stats_parser().parse_args(argv)
     since = _since(args.since)
-    path = _database(args)
-    policy = metrics.RegressionPolicy(margin=args.margin, min_samples=args.min_samples)
+    settings = _settings(args.workspace)
+    path = (
+        Path(args.db).expanduser() if args.db is not None else metrics.path_from_settings(settings)
+    )
+    policy = metrics.RegressionPolicy(
+        margin=settings.metrics.regression_margin if args.margin is None else args.margin,
+        min_samples=(
+            settings.metrics.regression_min_samples
+            if args.min_samples is None
+            else args.min_samples
+        ),
+    )
     now = time.time()
     conn = _connect(path)
     try:

@@ -40,6 +40,7 @@ def register(server: MmxServer) -> None:
     def initialized(ls: MmxServer, params: types.InitializedParams) -> None:
         ls.reload_settings()
         log.info("mmx-lsp ready: tiers %s", {k: t.model for k, t in ls.settings.tiers.items()})
+        ls.spawn(ls.watch_regressions(), "regression watch")
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(

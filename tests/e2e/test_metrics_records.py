@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
+from mmx_lsp.metrics import MetricsStore
+from mmx_lsp.server import REGRESSION_FIRST_CHECK_S
 from tests.e2e.conftest import command, isolated_env, open_text, start, stop
 from tests.e2e.test_model_calls import FUNCTION, collect_statuses, eventually, inline, settings
 from tests.support.openai_stub import StubServer
@@ -131,3 +135,41 @@ async def test_an_accepted_suggestion_is_not_counted_as_typed_over(tmp_path: Pat
             await stop(client)
     row = next(r for r in stats["by_model"] if r["model"] == "stub-cheap")
     assert (row["accepted"], row["rejected"]) == (1, 0)
+
+
+async def test_a_regression_is_shown_in_the_editor_once(tmp_path: Path) -> None:
+    """Acceptance of a new model version fell: the editor is told once, not at every start."""
+    path = tmp_path / "metrics.sqlite3"
+    now = time.time()
+    with MetricsStore(path, linger_s=0) as store:
+        for i in range(130):
+            recent = i >= 80
+            request_id = f"r{i}"
+            store.record(
+                {
+                    "request_id": request_id,
+                    "time": now - (3600 if recent else 20 * 86400),
+                    "kind": "inline",
+                    "tier": "cheap",
+                    "model": "stub-cheap",
+                    "model_version": "stub-cheap-2026-11-20" if recent else "stub-cheap-2026-10-01",
+                }
+            )
+            accepted = i < 72 if not recent else i < 95  # 90% before, 30% now
+            store.verdict(request_id, "accepted" if accepted else "rejected")
+    options = {"metrics": {"path": str(path)}}
+    for start_number in (1, 2):
+        client = await start(tmp_path, init_options=options)
+        try:
+            await asyncio.sleep(REGRESSION_FIRST_CHECK_S + 2.0)
+            warnings = [m.message for m in client.messages if "fell to" in m.message]
+        finally:
+            await stop(client)
+        if start_number == 1:
+            assert warnings == [
+                "mmx: acceptance of stub-cheap (stub-cheap-2026-11-20) fell to 30% (15/50) "
+                "from 90% (72/80) before; p = 0.000. Compare models with `mmx-lsp eval`, or "
+                "pin the previous version as the tier's model."
+            ]
+        else:
+            assert warnings == []

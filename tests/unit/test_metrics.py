@@ -630,6 +630,9 @@ def test_a_drop_in_eval_pass_rate_is_a_regression(tmp_path: Path) -> None:
         found = s.new_regressions(RegressionPolicy(min_samples=30))
         assert s.new_regressions(RegressionPolicy(min_samples=30)) == []  # warned once
     assert [(r.signal, r.model_version) for r in found] == [("eval", "2026-11-15")]
+    with MetricsStore(path, clock=lambda: NOW, linger_s=0) as again:  # the editor restarted
+        assert again.regressions(RegressionPolicy(min_samples=30)) == found
+        assert again.new_regressions(RegressionPolicy(min_samples=30)) == []  # said already
     assert "eval pass rate on fixtures/eval of gpt-5-mini (2026-11-15) fell to 50% (20/40)" in (
         found[0].message()
     )
