@@ -588,35 +588,36 @@ class Contender:
         return cls(label, tier, model, changed, price_for(replaced), as_configured=False)
 
 
+def _contender(settings: Settings, entry: str) -> Contender:
+    tiers = list(settings.tiers)
+    if entry in tiers:
+        return Contender.for_tier(settings, entry)
+    tier, sep, model = entry.partition(":")
+    if not sep:
+        tier, model = "premium", entry
+    elif tier not in tiers:
+        raise ValueError(f"--models {entry}: no tier {tier!r} (tiers: {', '.join(tiers)})")
+    elif not model.strip():
+        raise ValueError(f"--models {entry}: give the model id after the colon")
+    return Contender.for_model(settings, tier, model.strip(), entry)
+
+
 def contenders(settings: Settings, entries: Sequence[str] | None = None) -> list[Contender]:
     """The models of `--models`: a tier name, `tier:model`, or a model id (premium's
-    provider). Default: every tier. Raises ValueError saying what to fix."""
-    tiers = list(settings.tiers)
+    provider). Default: every tier. Raises ValueError saying what to fix: first a badly
+    written entry, then a tier that cannot be called."""
+    names = [e.strip() for e in (entries if entries is not None else list(settings.tiers))]
+    if not all(names):
+        raise ValueError("--models has an empty entry; give tiers or model ids, e.g. cheap,premium")
     found: list[Contender] = []
-    for entry in entries if entries is not None else tiers:
-        entry = entry.strip()
-        if not entry:
-            raise ValueError(
-                "--models has an empty entry; give tiers or model ids, e.g. cheap,premium"
-            )
-        if entry in tiers:
-            contender = Contender.for_tier(settings, entry)
-        else:
-            tier, sep, model = entry.partition(":")
-            if not sep:
-                tier, model = "premium", entry
-            elif tier not in tiers:
-                known = ", ".join(tiers)
-                raise ValueError(f"--models {entry}: no tier {tier!r} (tiers: {known})")
-            elif not model.strip():
-                raise ValueError(f"--models {entry}: give the model id after the colon")
-            contender = Contender.for_model(settings, tier, model.strip(), entry)
-        problem = Providers(contender.settings).configured(contender.tier)
-        if problem is not None:
-            where = f"{entry} tier" if entries is None else f"--models {entry}"
-            raise ValueError(f"{where}: {problem}")
+    for contender in [_contender(settings, name) for name in names]:
         if all(c.key != contender.key for c in found):
             found.append(contender)
+    for contender in found:
+        problem = Providers(contender.settings).configured(contender.tier)
+        if problem is not None:
+            where = f"{contender.label} tier" if entries is None else f"--models {contender.label}"
+            raise ValueError(f"{where}: {problem}")
     return found
 
 
@@ -1094,10 +1095,12 @@ async def evaluate(
     for contender in models:
         if contender.as_configured:
             runner.adopt(contender)
+    routed_calls: list[asyncio.Task[Outcome]] = []
     try:
         per_model = [[runner.outcome(c, t) for t in suite.tasks] for c in models]
-        # Auto reuses the models' own calls and calls only what is missing.
-        routed_calls = [asyncio.ensure_future(runner.auto(t)) for t in suite.tasks] if auto else []
+        if auto:
+            # Auto reuses the models' own calls and calls only what is missing.
+            routed_calls = [asyncio.create_task(runner.auto(t)) for t in suite.tasks]
         results = [list(await asyncio.gather(*calls)) for calls in per_model]
         rows = list(_rows(zip(models, results, strict=True)))
         if auto:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
 import sys
 import time
 from decimal import Decimal
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mmx_lsp import evaluation, metrics
+from mmx_lsp import eval_cli, evaluation, metrics
 from mmx_lsp.config import Settings
 from mmx_lsp.eval_cli import CSV_COLUMNS, to_csv, to_markdown, to_table
 from mmx_lsp.evaluation import (
@@ -605,3 +606,48 @@ def test_records_are_what_the_metrics_database_takes(tmp_path: Path) -> None:
         ("big|model", "first", 1, 3_000_000_000, None),
         ("big|model", "second", 0, 0, "premium tier: HTTP 500"),
     ]
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_eval_has_its_own_help_and_is_listed() -> None:
+    own = subprocess.run(
+        [sys.executable, "-m", "mmx_lsp", "eval", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert own.returncode == 0 and own.stdout.startswith("usage: mmx-lsp eval ")
+    assert "TIER:MODEL" in own.stdout and "--no-record" in own.stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "mmx_lsp", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "run a task suite against models" in listed.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--jobs", "0"], "mmx-lsp eval: --jobs must be at least 1\n"),
+        (["--models", "cheap,,premium"], "mmx-lsp eval: --models has an empty entry"),
+    ],
+    ids=["no-jobs", "empty-model"],
+)
+def test_bad_arguments_exit_with_status_2(
+    args: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert eval_cli.main([str(SUITE), "--workspace", str(tmp_path), *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err
