@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         server.start_tcp(host or "127.0.0.1", int(port))
     else:
-        server.start_io()
+        server.serve_stdio()
     return 0
 
 

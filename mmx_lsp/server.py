@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
+import sys
+import threading
 from collections.abc import Coroutine
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
+from pygls.io_ import StdoutWriter, run_async
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.protocol.json_rpc import JsonRPCNotification
@@ -31,6 +36,8 @@ IDLE_REPARSE_S = 0.5
 # Regression watch: first look soon after start-up (off its path), then hourly.
 REGRESSION_FIRST_CHECK_S = 2.0
 REGRESSION_CHECK_S = 3600.0
+# Longest header line read from stdin; a longer one is garbage and skipped.
+HEADER_LINE_LIMIT = 1 << 16
 
 
 class MmxProtocol(LanguageServerProtocol):
@@ -90,6 +97,24 @@ def _describe_decode_error(exc: Exception) -> str:
     except Exception:  # not a cattrs error: its first line is the best we have
         details = [str(cause).splitlines()[0]]
     return "; ".join(details)[:300]
+
+
+class _TolerantReader:
+    """A stdin StreamReader whose over-long lines (garbage on the wire) are skipped, as
+    pygls' thread-backed reader skips them, instead of ending the read loop."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+
+    async def readline(self) -> bytes:
+        try:
+            return await self._reader.readline()
+        except ValueError:  # longer than the limit: StreamReader dropped it
+            log.warning("skipped a line of more than %d bytes on stdin", HEADER_LINE_LIMIT)
+            return b"(skipped)\r\n"
+
+    async def readexactly(self, n: int) -> bytes:
+        return await self._reader.readexactly(n)
 
 
 class MmxServer(LanguageServer):
@@ -246,6 +271,48 @@ class MmxServer(LanguageServer):
             "mmx-lsp hit an internal error; the log has details (mmx: show log).",
             types.MessageType.Error,
         )
+
+    # -------------------------------------------------------------- transport
+
+    def serve_stdio(self) -> None:
+        """Serve over stdin/stdout, reading stdin on the event loop itself.
+
+        pygls' own stdio reader hands every header line and body to a worker thread; on a
+        pipe (how editors start a server) reading on the loop saves those thread hops on
+        every message. Stdin that the loop cannot watch (a regular file) is read the pygls
+        way.
+        """
+        try:
+            mode = os.fstat(sys.stdin.fileno()).st_mode
+        except (OSError, ValueError):
+            mode = 0
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+            self.start_io()
+            return
+        self._stop_event = threading.Event()
+        self.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
+
+        async def serve() -> None:
+            reader = asyncio.StreamReader(limit=HEADER_LINE_LIMIT)
+            await asyncio.get_running_loop().connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer
+            )
+            await run_async(
+                stop_event=self._stop_event,
+                reader=_TolerantReader(reader),
+                protocol=self.protocol,
+                logger=logging.getLogger("pygls.io_"),
+                error_handler=self.report_server_error,
+            )
+
+        try:
+            asyncio.run(serve())
+        except BrokenPipeError:
+            log.error("the editor closed the connection; stopping")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()
 
     # -------------------------------------------------------------- background work
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import subprocess
@@ -140,6 +141,7 @@ def test_malformed_requests_get_errors_and_the_server_lives(tmp_path: Path) -> N
         assert "result" in reply(1)
         send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
         server.stdin.write(b"Content-Length: 12\r\n\r\n{not json!!}")  # garbage on the wire
+        server.stdin.write(b"\x00junk" * 40_000 + b"\r\n")  # a 200 kB line of it
         server.stdin.flush()
         for number, (method, params, words) in enumerate(MALFORMED, start=10):
             send({"jsonrpc": "2.0", "id": number, "method": method, "params": params})
@@ -155,3 +157,22 @@ def test_malformed_requests_get_errors_and_the_server_lives(tmp_path: Path) -> N
     finally:
         server.kill()
         server.wait()
+
+
+def test_stdin_from_a_file_is_served_too(tmp_path: Path) -> None:
+    """Not a pipe (the way editors start a server), but a file: read the thread-backed way."""
+    script = tmp_path / "session.lsp"
+    script.write_bytes(
+        _frame({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"processId": None, "rootUri": None, "capabilities": {}}})
+        + _frame({"jsonrpc": "2.0", "id": 2, "method": "shutdown"})
+        + _frame({"jsonrpc": "2.0", "method": "exit"})
+    )
+    with script.open("rb") as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "mmx_lsp"], env=isolated_env(tmp_path), stdin=stdin,
+            capture_output=True, timeout=60,
+        )
+    replies = _Reader(io.BytesIO(done.stdout).read)
+    first = replies.message()
+    assert first["id"] == 1 and first["result"]["serverInfo"]["name"] == "mmx-lsp"  # type: ignore[index]
