@@ -456,19 +456,39 @@ def postprocess_inline(answer: str, before_cursor_line: str, after_cursor: str) 
     elif len(lines) > 1 and base and not _common_indent(lines[1:]):
         lines[1:] = [base + line if line.strip() else line for line in lines[1:]]
     text = "\n".join(lines).rstrip()
-    # Drop what the document already has after the cursor (a closing bracket, a next line).
+    # Drop what the document already has after the cursor (a closing bracket, a next line),
+    # unless the answer needs it to close what it opened.
     if after_cursor:
         size = _overlap(text, after_cursor)
-        if size and after_cursor[:size].strip():
+        if size and after_cursor[:size].strip() and _may_drop(text, text[-size:]):
             text = text[:-size]
         answer_lines = text.split("\n")
         following = [line.strip() for line in after_cursor.split("\n") if line.strip()]
         for count in range(min(len(answer_lines) - 1, len(following)), 0, -1):
-            if [line.strip() for line in answer_lines[-count:]] == following[:count]:
-                answer_lines = answer_lines[:-count]
+            tail = answer_lines[-count:]
+            if [line.strip() for line in tail] == following[:count]:
+                if _may_drop(text, "\n".join(tail)):
+                    answer_lines = answer_lines[:-count]
                 break
         text = "\n".join(answer_lines).rstrip("\n")
     return text
+
+
+_STRING_LITERAL = re.compile(r""""(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'""")
+_OPENERS, _CLOSERS = "([{", ")]}"
+
+
+def _unclosed(code: str) -> int:
+    """Closing brackets minus opening ones, outside string literals (a rough count)."""
+    bare = _STRING_LITERAL.sub("", code)
+    return sum(bare.count(c) for c in _CLOSERS) - sum(bare.count(c) for c in _OPENERS)
+
+
+def _may_drop(answer: str, tail: str) -> bool:
+    """Whether the end `tail` of `answer` can go because the document has it already: not
+    when it closes brackets the answer itself opened."""
+    closes = _unclosed(tail)
+    return closes <= 0 or _unclosed(answer) >= closes
 
 
 def postprocess_edit(answer: str, original_selection: str) -> str:

@@ -385,3 +385,25 @@ def test_postprocessing_never_fails(answer: str, before: str, after: str) -> Non
     before_line = before.rsplit("\n", 1)[-1]
     assert isinstance(postprocess_inline(answer, before_line, after), str)
     assert isinstance(postprocess_edit(answer, before), str)
+
+
+@pytest.mark.parametrize(
+    ("answer", "before", "after", "expected"),
+    [
+        # The answer's own closing brace is not the document's next line, which looks the same.
+        ("if x > 0 {\n    return 1;\n}", "    ", "\n}\n", "if x > 0 {\n        return 1;\n    }"),
+        # A bracket the editor closed already is dropped from the answer ...
+        ("a, b)", "foo(", ")\n", "a, b"),
+        # ... but not one that closes a call the answer opened.
+        ("x(1)", "foo(", ")\n", "x(1)"),
+        # Brackets inside strings do not count.
+        ('print("(")', "    ", ")\n", 'print("(")'),
+        # A repeated closing line that the answer does not need still goes.
+        ("total += 1\n}", "    ", "\n}\n", "total += 1"),
+    ],
+    ids=["own-brace", "editor-closed", "own-paren", "string", "repeated-line"],
+)
+def test_overlap_with_the_text_after_the_cursor_keeps_brackets_the_answer_needs(
+    answer: str, before: str, after: str, expected: str
+) -> None:
+    assert postprocess_inline(answer, before, after) == expected
