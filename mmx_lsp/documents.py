@@ -465,11 +465,11 @@ class Document:
         if head and not head[-1].endswith(("\n", "\r")):
             head[-1] += "\n"
         shift = len(head)
-        base = sum(len(line) for line in head)
+        base = sum(map(len, head))
         window = lines[w0 : w1 + 1]
         text = "".join(head) + "".join(window)
-        offset_start = base + sum(len(line) for line in lines[w0:r0]) + i0
-        offset_end = base + sum(len(line) for line in lines[w0:r1]) + i1
+        offset_start = base + sum(map(len, lines[w0:r0])) + i0
+        offset_end = base + sum(map(len, lines[w0:r1])) + i1
         inner: tuple[int, int] | None = None
         if scope is not None:
             first, final = max(scope[0], w0), min(scope[1], w1)

@@ -15,7 +15,15 @@ def new_request_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-MEMO_ENTRIES = 64
+# Facts about requests kept per document until it changes: a few hundred bytes each.
+MEMO_ENTRIES = 512
+
+
+def remember(doc: Document, key: object, value: object) -> None:
+    """Keep `value` in the document's memo (emptied by every change, and when full)."""
+    if len(doc.memo) >= MEMO_ENTRIES:
+        doc.memo.clear()
+    doc.memo[key] = value
 
 
 def measured(doc: Document, request: Request) -> Features:
@@ -24,9 +32,7 @@ def measured(doc: Document, request: Request) -> Features:
     features = doc.memo.get(request)
     if not isinstance(features, Features):
         features = measure(doc, request)
-        if len(doc.memo) >= MEMO_ENTRIES:
-            doc.memo.clear()
-        doc.memo[request] = features
+        remember(doc, request, features)
     return features
 
 

@@ -28,22 +28,19 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mmx_lsp import engine, prompts
+from mmx_lsp import engine, pipeline
 from mmx_lsp.config import Kind, Settings
 from mmx_lsp.documents import Document, split_lines
 from mmx_lsp.errors import ProviderError
 from mmx_lsp.languages import ALIASES, EXTENSIONS, SUPPORTED, parser_for, spec_for
 from mmx_lsp.pipeline import (
-    ACTION_CONTEXT_TOKENS,
-    AFTER_CURSOR_CHARS,
     DEADLINE_S,
-    INLINE_CONTEXT_TOKENS,
     INLINE_KINDS,
-    INLINE_MAX_TOKENS,
     Snapshot,
+    take_snapshot,
 )
 from mmx_lsp.pricing import Price, Usage, price_for
-from mmx_lsp.providers import ModelRequest, Providers, reply_cost
+from mmx_lsp.providers import Providers, reply_cost
 from mmx_lsp.scoring import Request
 from mmx_lsp.verify import verify_edit
 
@@ -681,69 +678,22 @@ class ProgressSink(Protocol):
 
 
 def snapshot(task: Task, doc: Document) -> Snapshot:
-    """The excerpt the server would send for this request (Pipeline._snapshot)."""
-    (r0, i0), (r1, i1) = task.position(task.start), task.position(task.end)
-    budget = (INLINE_CONTEXT_TOKENS if task.cursor else ACTION_CONTEXT_TOKENS) * 4
-    excerpt = doc.excerpt((r0, i0), (r1, i1), budget)
-    line = doc.line_text(r0)
-    return Snapshot(
-        uri=doc.uri,
-        language=doc.language,
-        text=excerpt.text,
-        start=excerpt.start,
-        end=excerpt.end,
-        row=r0,
-        line_before=line[:i0],
-        line_after=line[i0:],
-        outline=excerpt.outline if doc.spec is not None else None,
-    )
-
-
-def build_prompt(task: Task, snap: Snapshot, api: str) -> prompts.Prompt:
-    """The prompt the server would build for this request (Pipeline._prompt)."""
-    if task.cursor:
-        return prompts.build_inline(
-            snap.text, snap.start, snap.language, INLINE_CONTEXT_TOKENS, api, outline=snap.outline
-        )
-    return prompts.build_action(
-        task.kind,  # type: ignore[arg-type]
-        snap.text,
-        snap.start,
-        snap.end,
-        snap.language,
-        list(task.diagnostics),
-        None,
-        context_tokens=ACTION_CONTEXT_TOKENS,
-        outline=snap.outline,
-    )
+    """The excerpt the server would send for this request."""
+    start = task.position(task.start)
+    return take_snapshot(doc, start, None if task.cursor else task.position(task.end))
 
 
 def clean_answer(task: Task, snap: Snapshot, text: str) -> str:
     """The model's text cleaned up as the server does before showing or applying it."""
-    if task.cursor:
-        after = snap.text[snap.end : snap.end + AFTER_CURSOR_CHARS]
-        return prompts.postprocess_inline(text, snap.line_before, after)
-    if task.kind == "explain":
-        return text.strip()
-    return prompts.postprocess_edit(text, snap.selection)
+    return pipeline.clean_answer(task.kind, snap, text)
 
 
 async def answer(providers: Providers, contender: Contender, task: Task) -> Outcome:
     """One model call for one task, as Pipeline._attempt makes it, then the task's check."""
     tier_config = contender.settings.tiers[contender.tier]  # type: ignore[index]
     snap = snapshot(task, task.document())
-    prompt = build_prompt(task, snap, tier_config.api)
-    max_tokens = tier_config.max_output_tokens
-    if task.cursor:
-        max_tokens = min(max_tokens, INLINE_MAX_TOKENS)
-    request = ModelRequest(
-        tier=contender.tier,
-        api=tier_config.api,
-        messages=prompt.messages,
-        prompt=prompt.prompt,
-        suffix=prompt.suffix,
-        max_tokens=max_tokens,
-    )
+    prompt = pipeline.build_prompt(task.kind, snap, tier_config, task.diagnostics)
+    request = pipeline.model_request(contender.tier, tier_config, task.kind, prompt)
     started = time.perf_counter()
     try:
         reply = await providers.complete(request, deadline_s=DEADLINE_S.get(task.kind, 30.0))

@@ -17,7 +17,7 @@ from lsprotocol import types
 
 from mmx_lsp import prompts
 from mmx_lsp.cache import Cache, SingleFlight, cache_key, make_cache
-from mmx_lsp.engine import new_request_id
+from mmx_lsp.engine import new_request_id, remember
 from mmx_lsp.errors import ProviderError
 from mmx_lsp.features import shared
 from mmx_lsp.pricing import Usage, cost_usd, price_for
@@ -32,7 +32,7 @@ from mmx_lsp.status import Attempt, Progress, Reporter, Status
 from mmx_lsp.verify import verify_edit
 
 if TYPE_CHECKING:
-    from mmx_lsp.config import Settings
+    from mmx_lsp.config import Settings, TierConfig
     from mmx_lsp.documents import Document
     from mmx_lsp.routing import Decision
     from mmx_lsp.server import MmxServer
@@ -76,6 +76,18 @@ def _template(api: str, kind: str) -> tuple[str, int]:
 
 
 @dataclass(frozen=True)
+class Place:
+    """Where a request was made: enough for typed-ahead reuse, without an excerpt."""
+
+    uri: str
+    row: int
+    line_before: str
+    line_after: str
+    span: tuple[int, int, int, int]  # start row, start column, end row, end column
+    inline: bool  # a cursor, not a selection
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The document as it was when the request came: answers are checked against this."""
 
@@ -92,6 +104,90 @@ class Snapshot:
     @property
     def selection(self) -> str:
         return self.text[self.start : self.end]
+
+
+def take_snapshot(
+    doc: Document, start: tuple[int, int], end: tuple[int, int] | None = None
+) -> Snapshot:
+    """The request as the model will see it: an excerpt around `start` (a cursor) or
+    `start`..`end` (a selection), clamped (row, column) places in `doc`."""
+    r0, i0 = start
+    r1, i1 = (r0, i0) if end is None else end
+    # A window of the document, never the whole text: the request path stays the same
+    # cost in a 500-line file and a 50,000-line one.
+    budget = (INLINE_CONTEXT_TOKENS if end is None else ACTION_CONTEXT_TOKENS) * 4
+    excerpt = doc.excerpt((r0, i0), (r1, i1), budget)
+    line = doc.line_text(r0)
+    return Snapshot(
+        uri=doc.uri,
+        language=doc.language,
+        text=excerpt.text,
+        start=excerpt.start,
+        end=excerpt.end,
+        row=r0,
+        line_before=line[:i0],
+        line_after=line[i0:],
+        outline=excerpt.outline if doc.spec is not None else None,
+    )
+
+
+def request_api(tier_config: TierConfig, kind: str) -> str:
+    """The API a request uses: the tier's for inline completions; chat for code actions,
+    which have no fill-in-the-middle form (a FIM tier's server serves chat too)."""
+    return tier_config.api if kind in INLINE_KINDS else "chat"
+
+
+def build_prompt(
+    kind: str, snap: Snapshot, tier_config: TierConfig, diagnostics: Sequence[str] = ()
+) -> prompts.Prompt:
+    """The prompt of a request on a tier."""
+    if kind in INLINE_KINDS:
+        return prompts.build_inline(
+            snap.text,
+            snap.start,
+            snap.language,
+            INLINE_CONTEXT_TOKENS,
+            request_api(tier_config, kind),
+            outline=snap.outline,
+        )
+    return prompts.build_action(
+        kind,  # type: ignore[arg-type]
+        snap.text,
+        snap.start,
+        snap.end,
+        snap.language,
+        list(diagnostics),
+        None,
+        context_tokens=ACTION_CONTEXT_TOKENS,
+        outline=snap.outline,
+    )
+
+
+def model_request(
+    tier: str, tier_config: TierConfig, kind: str, prompt: prompts.Prompt
+) -> ModelRequest:
+    """The call that sends `prompt` to a tier."""
+    max_tokens = tier_config.max_output_tokens
+    if kind in INLINE_KINDS:
+        max_tokens = min(max_tokens, INLINE_MAX_TOKENS)
+    return ModelRequest(
+        tier=tier,
+        api=request_api(tier_config, kind),  # type: ignore[arg-type]
+        messages=prompt.messages,
+        prompt=prompt.prompt,
+        suffix=prompt.suffix,
+        max_tokens=max_tokens,
+    )
+
+
+def clean_answer(kind: str, snap: Snapshot, text: str) -> str:
+    """A model's text cleaned up to be shown (inline) or applied (an edit)."""
+    if kind in INLINE_KINDS:
+        after = snap.text[snap.end : snap.end + AFTER_CURSOR_CHARS]
+        return prompts.postprocess_inline(text, snap.line_before, after)
+    if kind == "explain":
+        return text.strip()
+    return prompts.postprocess_edit(text, snap.selection)
 
 
 @dataclass
@@ -240,12 +336,12 @@ class Pipeline:
         the editor made by itself as the user types (waited on before a model is called)."""
         if shared.excluded(self.server, doc):
             return Answer("", "")
-        snap = self._snapshot(doc, start, end)
+        place = self._place(doc, start, end)
         asked_at = doc.version
         if kind in INLINE_KINDS:
-            self._typed_over(snap)
+            self._typed_over(place)
         if kind in INLINE_KINDS and self.server.overrides.next is None:
-            reused = self._typed_ahead(kind, snap)
+            reused = self._typed_ahead(kind, place)
             if reused is not None:
                 return reused
         request_id = new_request_id()
@@ -264,10 +360,21 @@ class Pipeline:
             estimate_usd=dict(decision.estimate_usd),
         )
         text = ""
-        # The key is made from what the prompt would be made from; the prompt itself is only
-        # built when the model has to be called.
-        key = self._key(settings, decision.tier, kind, snap, diagnostics)
+        # The key is made from what the prompt would be made from (remembered until the
+        # document changes); the excerpt is taken now unless the cache answers, and the
+        # prompt is only built when the model has to be called.
+        snap: Snapshot | None = None
+        memo = ("cache key", kind, decision.tier, place.span, tuple(diagnostics))
+        remembered = doc.memo.get(memo)
+        if isinstance(remembered, tuple) and remembered[0] is settings:
+            key = remembered[1]
+        else:
+            snap = self._snapshot(doc, place)
+            key = self._key(settings, decision.tier, kind, snap, diagnostics)
+            remember(doc, memo, (settings, key))
         hit = self._lookup(cache, key)
+        if hit is None and snap is None:
+            snap = self._snapshot(doc, place)
         call: _Call | None = None
         joined = False
         queue_ms: float | None = None
@@ -295,6 +402,7 @@ class Pipeline:
                     call = _Call(decision.tier, decision.model)
                     self._calls[key] = call
                 shared_call = call
+                assert snap is not None  # taken before the first await
 
                 async def flight() -> None:
                     try:
@@ -326,7 +434,7 @@ class Pipeline:
         budget = settings.routing.daily_budget_usd
         status.budget_left_usd = None if budget is None else budget - self.server.spent_today
         if kind in INLINE_KINDS:
-            self._remember(snap, text, status, shown=doc.version == asked_at)
+            self._remember(place, text, status, shown=doc.version == asked_at)
             self.reporter.status_after_reply(status)
         else:
             self.reporter.status(status, progress)
@@ -343,36 +451,26 @@ class Pipeline:
     ) -> bool:
         """Whether the cache holds an answer for this request on `tier` now (no model call)."""
         settings, _providers, cache = self._refresh()
-        snap = self._snapshot(doc, start, end)
+        snap = self._snapshot(doc, self._place(doc, start, end))
         return self._lookup(cache, self._key(settings, tier, kind, snap, ())) is not None
 
-    def _snapshot(
-        self, doc: Document, start: types.Position, end: types.Position | None
-    ) -> Snapshot:
+    @staticmethod
+    def _place(doc: Document, start: types.Position, end: types.Position | None) -> Place:
         r0, i0 = doc.clamp(start.line, start.character)
         r1, i1 = (r0, i0) if end is None else doc.clamp(end.line, end.character)
         if (r1, i1) < (r0, i0):
             (r0, i0), (r1, i1) = (r1, i1), (r0, i0)
-        # A window of the document, never the whole text: the request path stays the same
-        # cost in a 500-line file and a 50,000-line one.
-        budget = (INLINE_CONTEXT_TOKENS if end is None else ACTION_CONTEXT_TOKENS) * 4
-        excerpt = doc.excerpt((r0, i0), (r1, i1), budget)
         line = doc.line_text(r0)
-        return Snapshot(
-            uri=doc.uri,
-            language=doc.language,
-            text=excerpt.text,
-            start=excerpt.start,
-            end=excerpt.end,
-            row=r0,
-            line_before=line[:i0],
-            line_after=line[i0:],
-            outline=excerpt.outline if doc.spec is not None else None,
-        )
+        return Place(doc.uri, r0, line[:i0], line[i0:], (r0, i0, r1, i1), end is None)
+
+    @staticmethod
+    def _snapshot(doc: Document, place: Place) -> Snapshot:
+        r0, i0, r1, i1 = place.span
+        return take_snapshot(doc, (r0, i0), None if place.inline else (r1, i1))
 
     # ------------------------------------------------------------------ typed-ahead reuse
 
-    def _typed_ahead(self, kind: str, snap: Snapshot) -> Answer | None:
+    def _typed_ahead(self, kind: str, snap: Place) -> Answer | None:
         """The rest of the last suggestion when the user has typed its start (no call)."""
         last = self._last.get(snap.uri)
         if last is None or snap.row != last.row or snap.line_after != last.line_after:
@@ -400,7 +498,7 @@ class Pipeline:
         self._record(status, reused=True)
         return Answer(status.request_id, rest, status)
 
-    def _typed_over(self, snap: Snapshot) -> None:
+    def _typed_over(self, snap: Place) -> None:
         """Count the last suggestion in the document as not accepted when the user typed
         something else over it (or deleted back past it) on its line, without accepting it.
 
@@ -420,7 +518,7 @@ class Pipeline:
             record["typed_over"] = True
         del self._last[snap.uri]
 
-    def _remember(self, snap: Snapshot, text: str, status: Status, *, shown: bool) -> None:
+    def _remember(self, snap: Place, text: str, status: Status, *, shown: bool) -> None:
         if not text:
             self._last.pop(snap.uri, None)
             return
@@ -443,27 +541,7 @@ class Pipeline:
     def _prompt(
         self, settings: Settings, kind: str, snap: Snapshot, tier: str, diagnostics: Sequence[str]
     ) -> prompts.Prompt:
-        api = settings.tiers[tier].api  # type: ignore[index]
-        if kind in INLINE_KINDS:
-            return prompts.build_inline(
-                snap.text,
-                snap.start,
-                snap.language,
-                INLINE_CONTEXT_TOKENS,
-                api,
-                outline=snap.outline,
-            )
-        return prompts.build_action(
-            kind,  # type: ignore[arg-type]
-            snap.text,
-            snap.start,
-            snap.end,
-            snap.language,
-            list(diagnostics),
-            None,
-            context_tokens=ACTION_CONTEXT_TOKENS,
-            outline=snap.outline,
-        )
+        return build_prompt(kind, snap, settings.tiers[tier], diagnostics)  # type: ignore[index]
 
     @staticmethod
     def _key(
@@ -474,7 +552,7 @@ class Pipeline:
         tier_config = settings.tiers[tier]  # type: ignore[index]
         provider = settings.providers.get(tier_config.provider)
         endpoint = provider.base_url if provider is not None else ""
-        template, budget = _template(tier_config.api, kind)
+        template, budget = _template(request_api(tier_config, kind), kind)
         where = json.dumps([kind, snap.language, snap.start, snap.end, budget, list(diagnostics)])
         return cache_key(
             model=tier_config.model,
@@ -649,17 +727,7 @@ class Pipeline:
         tier_config = settings.tiers[tier]  # type: ignore[index]
         if prompt is None:
             prompt = self._prompt(settings, kind, snap, tier, diagnostics)
-        max_tokens = tier_config.max_output_tokens
-        if kind in INLINE_KINDS:
-            max_tokens = min(max_tokens, INLINE_MAX_TOKENS)
-        request = ModelRequest(
-            tier=tier,
-            api=tier_config.api,
-            messages=prompt.messages,
-            prompt=prompt.prompt,
-            suffix=prompt.suffix,
-            max_tokens=max_tokens,
-        )
+        request = model_request(tier, tier_config, kind, prompt)
         on_text = None
         if progress is not None:
             model = tier_config.model
@@ -681,14 +749,7 @@ class Pipeline:
         call.premium_equivalent = cost_usd(reply.usage, premium) if premium else None
         call.cost += cost
         call.usage = call.usage + reply.usage
-        if kind in INLINE_KINDS:
-            text = prompts.postprocess_inline(
-                reply.text, snap.line_before, snap.text[snap.end : snap.end + AFTER_CURSOR_CHARS]
-            )
-        elif kind == "explain":
-            text = reply.text.strip()
-        else:
-            text = prompts.postprocess_edit(reply.text, snap.selection)
+        text = clean_answer(kind, snap, reply.text)
         verdict = verify_edit(snap.language, snap.text, snap.start, snap.end, text, kind)
         call.attempts.append(
             Attempt(
@@ -784,7 +845,8 @@ class Pipeline:
         settings = self._settings
         tier_config = settings.tiers.get(status.tier) if settings else None  # type: ignore[call-overload]
         if not template and tier_config is not None:
-            template = prompts.TEMPLATE_VERSIONS[_template(tier_config.api, status.kind)[0]]
+            api = request_api(tier_config, status.kind)
+            template = prompts.TEMPLATE_VERSIONS[_template(api, status.kind)[0]]
         return {"model_version": version, "template_version": template}
 
     def verdict(self, request_id: str, value: str) -> bool:

@@ -621,3 +621,26 @@ async def test_fill_in_the_middle_tier_gets_prompt_and_suffix(
         assert Decimal(status.cost_usd_exact) == expected_cost(body, "return a + b", CHEAP_PRICE)
     finally:
         await stop(client)
+
+
+async def test_a_code_action_on_a_fill_in_the_middle_tier_is_sent_as_chat(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    """FIM is for completing at a cursor; the same server's chat endpoint takes the action."""
+    cheap.reply = "def add(a, b):\n    return a + b"
+    options = settings(tmp_path, cheap, premium)
+    options["tiers"]["cheap"]["api"] = "completions"
+    client = await start(tmp_path, init_options=options)
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), SMALL, "python")
+        [action] = await client.text_document_code_action_async(
+            action_params(uri, SELECTION, "refactor.rewrite.mmx")
+        )
+        resolved = await client.code_action_resolve_async(action)
+        assert resolved.edit is not None and resolved.edit.changes is not None
+        assert resolved.edit.changes[uri][0].new_text == "def add(a, b):\n    return a + b\n"
+        [body] = cheap.requests
+        assert "prompt" not in body
+        assert "<selection>\ndef add(a, b):\n    return a+b\n" in body["messages"][-1]["content"]
+    finally:
+        await stop(client)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mmx_lsp.cache import (
     DiskCache,
@@ -19,6 +22,7 @@ from mmx_lsp.cache import (
     SingleFlight,
     cache_key,
     make_cache,
+    normalize_context,
 )
 from mmx_lsp.config import CacheConfig
 from tests.support.redis_server import RedisServer, RedisServerMissing
@@ -52,6 +56,15 @@ def test_key_ignores_trailing_whitespace_and_line_endings() -> None:
     messy = "def add(a, b):   \r\n    return <FILL>\t\r\n\n"
     assert cache_key(**{**KEY_PARTS, "context": messy}) == cache_key(**KEY_PARTS)
     assert len(cache_key(**KEY_PARTS)) == 64
+
+
+@given(st.text(alphabet=" \t\n\r\x0b\x0c\x1c\x85\u2028\u3000ab"))
+def test_normalizing_strips_exactly_trailing_whitespace(text: str) -> None:
+    # The definition, as a regular expression: whitespace other than a newline, before a
+    # newline or the end, goes; so do newlines at the end.
+    unified = text.replace("\r\n", "\n").replace("\r", "\n")
+    expected = re.sub(r"[^\S\n]+(?=\n|\Z)", "", unified).rstrip("\n")
+    assert normalize_context(text) == expected
 
 
 def test_key_parts_cannot_run_into_each_other() -> None:
