@@ -25,11 +25,11 @@ from typing import Any
 
 import openai
 from lsprotocol import types
-from pygls.lsp.client import LanguageClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.server_process import start_server, stop_server  # noqa: E402
 from tests.support.openai_stub import StubServer  # noqa: E402
 
 SESSION = ROOT / "fixtures/sessions/vscode/ledger_close_period.jsonl"
@@ -54,27 +54,6 @@ def percentile(samples: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000
 
 
-async def start_server(init: dict[str, Any]) -> tuple[LanguageClient, list[Any]]:
-    client = LanguageClient("bench", "1")
-    statuses: list[Any] = []
-    client.feature("mmx/status")(lambda params: statuses.append(params))
-    home = tempfile.mkdtemp()
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env.update({f"XDG_{d}_HOME": f"{home}/{d.lower()}" for d in ("CONFIG", "CACHE", "DATA")})
-    await client.start_io(sys.executable, "-m", "mmx_lsp", env=env)
-    await client.initialize_async(
-        types.InitializeParams(capabilities=types.ClientCapabilities(), initialization_options=init)
-    )
-    client.initialized(types.InitializedParams())
-    return client, statuses
-
-
-async def stop_server(client: LanguageClient) -> None:
-    await client.shutdown_async(None)
-    client.exit(None)
-    await client.stop()
-
-
 def inline_params(uri: str, line: int, character: int) -> types.InlineCompletionParams:
     return types.InlineCompletionParams(
         context=types.InlineCompletionContext(
@@ -86,14 +65,18 @@ def inline_params(uri: str, line: int, character: int) -> types.InlineCompletion
 
 
 FUNCTIONS = "".join(
-    f"def total_{i}(values):\n    result = 0\n    for value in values:\n        \n    return result\n\n\n"
+    f"def total_{i}(values):\n"
+    "    result = 0\n"
+    "    for value in values:\n"
+    "        \n"
+    "    return result\n\n\n"
     for i in range(200)
 )
 
 
 async def cache_hit_vs_noop(repeat: int) -> tuple[list[float], list[float], int]:
     with StubServer(reply="result += value") as stub:
-        client, statuses = await start_server(options(stub))
+        client = await start_server(options(stub))
         uri = "file:///bench/cache.py"
         client.text_document_did_open(
             types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, FUNCTIONS))
@@ -103,10 +86,14 @@ async def cache_hit_vs_noop(repeat: int) -> tuple[list[float], list[float], int]
             await client.text_document_inline_completion_async(inline_params(uri, 7 * i + 3, 8))
         calls_before = len(stub.requests)
         hits, noops = [], []
-        noop = types.ExecuteCommandParams(command="mmx.setTier", arguments=[{"tier": "auto", "scope": "next"}])
+        noop = types.ExecuteCommandParams(
+            command="mmx.setTier", arguments=[{"tier": "auto", "scope": "next"}]
+        )
         for i in range(repeat):
             start = time.perf_counter()
-            result = await client.text_document_inline_completion_async(inline_params(uri, 7 * i + 3, 8))
+            result = await client.text_document_inline_completion_async(
+                inline_params(uri, 7 * i + 3, 8)
+            )
             hits.append(time.perf_counter() - start)
             assert result is not None
             start = time.perf_counter()
@@ -120,24 +107,31 @@ async def cache_hit_vs_noop(repeat: int) -> tuple[list[float], list[float], int]
 async def through_mmx_vs_direct(repeat: int, delay_s: float) -> tuple[list[float], list[float]]:
     with StubServer(reply="result += value") as stub:
         stub.mode, stub.delay_s = "slow", delay_s  # every answer after `delay_s`
-        client, _ = await start_server(options(stub, cache="off"))
+        client = await start_server(options(stub, cache="off"))
         uri = "file:///bench/direct.py"
         client.text_document_did_open(
             types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, FUNCTIONS))
         )
         direct = openai.AsyncOpenAI(base_url=stub.base_url, api_key="not-needed", max_retries=0)
         await client.text_document_inline_completion_async(inline_params(uri, 3, 8))  # warm up
-        await direct.chat.completions.create(model="stub-cheap", messages=[{"role": "user", "content": "x"}])
+        await direct.chat.completions.create(
+            model="stub-cheap", messages=[{"role": "user", "content": "x"}]
+        )
         ours, theirs = [], []
         for i in range(repeat):
             start = time.perf_counter()
-            await client.text_document_inline_completion_async(inline_params(uri, 7 * (i % 200) + 3, 8))
+            await client.text_document_inline_completion_async(
+                inline_params(uri, 7 * (i % 200) + 3, 8)
+            )
             ours.append(time.perf_counter() - start)
             prompt = stub.requests[-1]
             start = time.perf_counter()
             stream = await direct.chat.completions.create(
-                model=prompt["model"], messages=prompt["messages"], stream=True,
-                stream_options={"include_usage": True}, max_tokens=prompt.get("max_tokens", 64),
+                model=prompt["model"],
+                messages=prompt["messages"],
+                stream=True,
+                stream_options={"include_usage": True},
+                max_tokens=prompt.get("max_tokens", 64),
             )
             async for _ in stream:
                 pass
@@ -161,8 +155,12 @@ def final_text() -> str:
         elif message.get("method") == "textDocument/didChange" and doc is not None:
             for change in params["contentChanges"]:
                 start, end = change["range"]["start"], change["range"]["end"]
-                doc.apply((start["line"], start["character"]), (end["line"], end["character"]),
-                          change["text"], 0)
+                doc.apply(
+                    (start["line"], start["character"]),
+                    (end["line"], end["character"]),
+                    change["text"],
+                    0,
+                )
     assert doc is not None
     return doc.text()
 
@@ -199,8 +197,12 @@ async def typing_session(speed: float, delay_s: float) -> dict[str, Any]:
         stub.mode, stub.delay_s = "slow", delay_s / speed
         home = Path(tempfile.mkdtemp())
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "mmx_lsp", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            "-m",
+            "mmx_lsp",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
             env=_environment(home),
         )
         connection = _Connection(process)
@@ -238,8 +240,13 @@ async def typing_session(speed: float, delay_s: float) -> dict[str, Any]:
     # DESIGN.md: saved_usd is what the request would have cost on premium minus its cost.
     cost = sum((Decimal(str(s.get("cost_usd") or 0)) for s in statuses), Decimal(0))
     premium = cost + sum((Decimal(str(s.get("saved_usd") or 0)) for s in statuses), Decimal(0))
-    return {"keystrokes": keystrokes, "calls": calls, "statuses": len(statuses), "cost": cost,
-            "premium": premium}
+    return {
+        "keystrokes": keystrokes,
+        "calls": calls,
+        "statuses": len(statuses),
+        "cost": cost,
+        "premium": premium,
+    }
 
 
 def main() -> int:
@@ -252,29 +259,57 @@ def main() -> int:
 
     hits, noops, extra = asyncio.run(cache_hit_vs_noop(args.repeat))
     h, n = statistics.median(hits) * 1000, statistics.median(noops) * 1000
-    rows.append(("cache-hit inline round trip ÷ no-op round trip", f"{h:.2f} ms / {n:.2f} ms "
-                 f"({extra} backend calls during the hits)", h / n, 1.5))
-    rows.append(("cache-hit inline round trip, median (ms)", f"p95 {percentile(hits, 0.95):.2f} ms",
-                 h, 3.0))
+    rows.append(
+        (
+            "cache-hit inline round trip ÷ no-op round trip",
+            f"{h:.2f} ms / {n:.2f} ms ({extra} backend calls during the hits)",
+            h / n,
+            1.5,
+        )
+    )
+    rows.append(
+        ("cache-hit inline round trip, median (ms)", f"p95 {percentile(hits, 0.95):.2f} ms", h, 3.0)
+    )
 
     ours, theirs = asyncio.run(through_mmx_vs_direct(args.repeat, args.delay))
     o50, t50 = statistics.median(ours) * 1000, statistics.median(theirs) * 1000
-    rows.append(("inline through mmx-lsp ÷ direct openai client, p50", f"{o50:.1f} ms / {t50:.1f} ms; "
-                 f"p95 {percentile(ours, 0.95):.1f} / {percentile(theirs, 0.95):.1f} ms; "
-                 f"model latency {args.delay * 1000:.0f} ms", o50 / t50, 1.2))
+    rows.append(
+        (
+            "inline through mmx-lsp ÷ direct openai client, p50",
+            f"{o50:.1f} ms / {t50:.1f} ms; "
+            f"p95 {percentile(ours, 0.95):.1f} / {percentile(theirs, 0.95):.1f} ms; "
+            f"model latency {args.delay * 1000:.0f} ms",
+            o50 / t50,
+            1.2,
+        )
+    )
 
     session = asyncio.run(typing_session(args.speed, args.delay))
     per100 = session["calls"] * 100 / max(session["keystrokes"], 1)
-    rows.append(("typing session: backend calls per 100 keystrokes",
-                 f"{session['calls']} calls, {session['keystrokes']} keystrokes, "
-                 f"{session['statuses']} statuses, {args.speed:g}× speed", per100, 8.0))
+    rows.append(
+        (
+            "typing session: backend calls per 100 keystrokes",
+            f"{session['calls']} calls, {session['keystrokes']} keystrokes, "
+            f"{session['statuses']} statuses, {args.speed:g}× speed",
+            per100,
+            8.0,
+        )
+    )
     ratio = float(session["cost"] / session["premium"]) if session["premium"] else float("nan")
-    rows.append(("typing session: cost ÷ always-premium cost",
-                 f"${session['cost']:.6f} / ${session['premium']:.6f}", ratio, 0.25))
+    rows.append(
+        (
+            "typing session: cost ÷ always-premium cost",
+            f"${session['cost']:.6f} / ${session['premium']:.6f}",
+            ratio,
+            0.25,
+        )
+    )
 
     width = max(len(r[0]) for r in rows)
-    print(f"mmx-lsp model-call benchmarks — {time.strftime('%Y-%m-%d %H:%M')}, "
-          f"{os.cpu_count()} cores, {args.repeat} samples")
+    print(
+        f"mmx-lsp model-call benchmarks — {time.strftime('%Y-%m-%d %H:%M')}, "
+        f"{os.cpu_count()} cores, {args.repeat} samples"
+    )
     failed = False
     for name, detail, value, limit in rows:
         ok = value <= limit

@@ -21,15 +21,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lsprotocol import types
-from pygls.lsp.client import LanguageClient
-
-from mmx_lsp import engine
-from mmx_lsp.config import Settings
-from mmx_lsp.documents import Document
-from mmx_lsp.languages import parser_for
-from mmx_lsp.scoring import Request
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.server_process import start_server, stop_server  # noqa: E402
+from mmx_lsp import engine  # noqa: E402
+from mmx_lsp.config import Settings  # noqa: E402
+from mmx_lsp.documents import Document  # noqa: E402
+from mmx_lsp.languages import parser_for  # noqa: E402
+from mmx_lsp.scoring import Request  # noqa: E402
+
 SOURCES = [
     ROOT / "fixtures/python/typing_cpython.py",
     ROOT / "fixtures/python/functools_cpython.py",
@@ -156,16 +158,7 @@ def cold_start(runs: int) -> tuple[list[float], list[float]]:
 
 
 async def code_action_round_trips(text: str, row: int, repeat: int) -> list[float]:
-    client = LanguageClient("bench", "1")
-    env_dir = tempfile.mkdtemp()
-    await client.start_io(
-        sys.executable,
-        "-m",
-        "mmx_lsp",
-        env={**os.environ, "XDG_CONFIG_HOME": env_dir, "XDG_CACHE_HOME": env_dir},
-    )
-    await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities()))
-    client.initialized(types.InitializedParams())
+    client = await start_server()
     uri = "file:///bench/large.py"
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, text))
@@ -186,9 +179,7 @@ async def code_action_round_trips(text: str, row: int, repeat: int) -> list[floa
         actions = await client.text_document_code_action_async(params)
         samples.append(time.perf_counter() - start)
         assert actions
-    await client.shutdown_async(None)
-    client.exit(None)
-    await client.stop()
+    await stop_server(client)
     return samples
 
 
@@ -201,16 +192,7 @@ def rss_mb(pid: int) -> float:
 
 async def resident_memory(documents: int, lines: int) -> tuple[float, float]:
     """RSS of the server idle, and with `documents` open files of `lines` lines in use."""
-    client = LanguageClient("bench", "1")
-    env_dir = tempfile.mkdtemp()
-    await client.start_io(
-        sys.executable,
-        "-m",
-        "mmx_lsp",
-        env={**os.environ, "XDG_CONFIG_HOME": env_dir, "XDG_CACHE_HOME": env_dir},
-    )
-    await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities()))
-    client.initialized(types.InitializedParams())
+    client = await start_server()
     assert client._server is not None
     pid = client._server.pid
     await asyncio.sleep(0.5)
@@ -232,9 +214,7 @@ async def resident_memory(documents: int, lines: int) -> tuple[float, float]:
         )
     await asyncio.sleep(1.0)  # let the idle reparses run
     loaded = rss_mb(pid)
-    await client.shutdown_async(None)
-    client.exit(None)
-    await client.stop()
+    await stop_server(client)
     return idle, loaded
 
 
