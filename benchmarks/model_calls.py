@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from lsprotocol import types
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.server_process import start_server, stop_server  # noqa: E402
+from benchmarks.harness import report, start_server, stop_server  # noqa: E402
 from tests.support.openai_stub import StubServer  # noqa: E402
 
 SESSION = ROOT / "fixtures/sessions/vscode/ledger_close_period.jsonl"
@@ -253,7 +252,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=100)
     parser.add_argument("--delay", type=float, default=0.25, help="loopback model latency, s")
-    parser.add_argument("--speed", type=float, default=4.0, help="typing session speed-up")
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="typing session speed-up (1: as recorded)"
+    )
     args = parser.parse_args()
     rows = []
 
@@ -305,17 +306,7 @@ def main() -> int:
         )
     )
 
-    width = max(len(r[0]) for r in rows)
-    print(
-        f"mmx-lsp model-call benchmarks — {time.strftime('%Y-%m-%d %H:%M')}, "
-        f"{os.cpu_count()} cores, {args.repeat} samples"
-    )
-    failed = False
-    for name, detail, value, limit in rows:
-        ok = value <= limit
-        failed |= not ok
-        print(f"{name:<{width}}  {value:8.3f}  (≤ {limit:g})  {'ok ' if ok else 'MISS'}  {detail}")
-    return 1 if failed else 0
+    return report(f"mmx-lsp model-call benchmarks, {args.repeat} samples", rows)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from lsprotocol import types
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.server_process import start_server, stop_server  # noqa: E402
+from benchmarks.harness import report, start_server, stop_server  # noqa: E402
 from mmx_lsp import engine  # noqa: E402
 from mmx_lsp.config import Settings  # noqa: E402
 from mmx_lsp.documents import Document  # noqa: E402
@@ -282,17 +282,7 @@ def main() -> int:
         )
     )
 
-    width = max(len(r[0]) for r in rows)
-    print(
-        f"mmx-lsp benchmarks — {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
-        f"Python {sys.version.split()[0]}, {n} samples"
-    )
-    failed = False
-    for name, detail, value, limit in rows:
-        ok = value <= limit
-        failed |= not ok
-        print(f"{name:<{width}}  {value:7.3f}  (≤ {limit:g})  {'ok ' if ok else 'MISS'}  {detail}")
-    return 1 if failed else 0
+    return report(f"mmx-lsp benchmarks, {n} samples", rows)
 
 
 if __name__ == "__main__":

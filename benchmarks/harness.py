@@ -1,6 +1,8 @@
-"""Start the server as an editor does, for the benchmarks: a subprocess over stdio, with
-its own configuration, cache and data directories, and its stderr read (an unread stderr
-pipe fills after a few hundred requests' log lines and stalls the server)."""
+"""What the benchmarks share: the server started as an editor starts it, and the report.
+
+The server is a subprocess over stdio with its own configuration, cache and data
+directories, and its stderr is read (an unread stderr pipe fills after a few hundred
+requests' log lines and stalls the server)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import asyncio
 import os
 import sys
 import tempfile
+import time
 from typing import Any
 
 from lsprotocol import types
@@ -47,3 +50,19 @@ async def stop_server(client: LanguageClient) -> None:
     await client.shutdown_async(None)
     client.exit(None)
     await client.stop()
+
+
+Row = tuple[str, str, float, float]  # figure, detail, value, limit (value ≤ limit is ok)
+
+
+def report(title: str, rows: list[Row]) -> int:
+    """Print the figures against their limits; the exit status is 1 when one is missed."""
+    width = max(len(r[0]) for r in rows)
+    print(f"{title} — {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, ", end="")
+    print(f"Python {sys.version.split()[0]}")
+    failed = False
+    for name, detail, value, limit in rows:
+        ok = value <= limit
+        failed |= not ok
+        print(f"{name:<{width}}  {value:8.3f}  (≤ {limit:g})  {'ok ' if ok else 'MISS'}  {detail}")
+    return 1 if failed else 0
