@@ -279,14 +279,15 @@ class MmxServer(LanguageServer):
 
         pygls' own stdio reader hands every header line and body to a worker thread; on a
         pipe (how editors start a server) reading on the loop saves those thread hops on
-        every message. Stdin that the loop cannot watch (a regular file) is read the pygls
-        way.
+        every message. Stdin that the loop cannot watch (a regular file, or any stdin on
+        Windows) is read the pygls way.
         """
         try:
             mode = os.fstat(sys.stdin.fileno()).st_mode
         except (OSError, ValueError):
             mode = 0
-        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+        watchable = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+        if os.name != "posix" or not watchable:  # Windows' loop cannot watch a stdin pipe
             self.start_io()
             return
         self._stop_event = threading.Event()
