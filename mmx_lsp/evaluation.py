@@ -9,7 +9,6 @@ every task through the server's own providers, prompts, clean-up and verificatio
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import re
 import shutil
@@ -37,6 +36,8 @@ from mmx_lsp.pipeline import (
     DEADLINE_S,
     INLINE_KINDS,
     Snapshot,
+    other_tier,
+    percentile,
     take_snapshot,
 )
 from mmx_lsp.pricing import Price, Usage, price_for
@@ -733,10 +734,6 @@ async def answer(providers: Providers, contender: Contender, task: Task) -> Outc
     )
 
 
-def _other(tier: str) -> str:
-    return "premium" if tier == "cheap" else "cheap"
-
-
 class _Runner:
     """Runs model × task calls at most `jobs` at a time, each (model, task) once."""
 
@@ -788,10 +785,10 @@ class _Runner:
         route = tier = decision.tier
         fallback = False
         if not self.usable(tier):
-            tier, fallback = _other(tier), True
+            tier, fallback = other_tier(tier), True
         steps = [await self.tier(tier, task)]
-        if steps[-1].error is not None and not fallback and self.usable(_other(tier)):
-            tier, fallback = _other(tier), True
+        if steps[-1].error is not None and not fallback and self.usable(other_tier(tier)):
+            tier, fallback = other_tier(tier), True
             steps.append(await self.tier(tier, task))
         final = steps[-1]
         escalated = False
@@ -844,14 +841,6 @@ class _Runner:
 
 
 # --------------------------------------------------------------------------- the matrix
-
-
-def percentile(values: Sequence[float], share: float) -> float | None:
-    """Nearest-rank percentile (the server's stats use the same definition)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(share * len(ordered))) - 1]
 
 
 def per_task(total: Decimal, tasks: int, scale: int = 1) -> Decimal:

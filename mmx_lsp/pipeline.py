@@ -64,7 +64,7 @@ PROVIDER_MESSAGE = "provider"
 PREVIEW_MESSAGE = "preview"
 
 
-def _other(tier: str) -> str:
+def other_tier(tier: str) -> str:
     return "premium" if tier == "cheap" else "cheap"
 
 
@@ -244,7 +244,7 @@ class _Suggestion:
     shown: bool = False  # the document had not changed when the answer went out
 
 
-def _percentile(values: Sequence[float], share: float) -> float | None:
+def percentile(values: Sequence[float], share: float) -> float | None:
     """Nearest-rank percentile."""
     if not values:
         return None
@@ -638,9 +638,9 @@ class Pipeline:
         tier = call.tier
         problem = providers.configured(tier)
         if problem is not None:
-            if providers.configured(_other(tier)) is None:
-                call.fallback = f"{tier} tier not configured ({problem}); used {_other(tier)}"
-                tier = _other(tier)
+            if providers.configured(other_tier(tier)) is None:
+                call.fallback = f"{tier} tier not configured ({problem}); used {other_tier(tier)}"
+                tier = other_tier(tier)
             else:
                 call.preview = problem
                 self.reporter.show_once(
@@ -657,7 +657,7 @@ class Pipeline:
                 call, settings, tier, kind, snap, diagnostics, progress, first_prompt
             )
         except ProviderError as exc:
-            other = _other(tier)
+            other = other_tier(tier)
             if call.fallback is not None or providers.configured(other) is not None:
                 self._failed(call, tier, exc)
                 return
@@ -871,7 +871,7 @@ class Pipeline:
                 r["latency_ms"] for r in records if r["latency_ms"] is not None and not r["cached"]
             ]
             cost = sum((r["cost_usd"] for r in records), Decimal(0))
-            p50, p95 = _percentile(latencies, 0.5), _percentile(latencies, 0.95)
+            p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
             by_model.append(
                 {
                     "model": model,
