@@ -7,9 +7,12 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmx_lsp import __version__
+
+if TYPE_CHECKING:
+    from mmx_lsp.config import Loaded
 
 KINDS = ("inline", "completion", "refactor", "fix", "explain", "docstring")
 
@@ -119,6 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def workspace_settings(root: Path) -> Loaded:
+    """A workspace's settings for a command, its configuration problems told on stderr."""
+    from mmx_lsp import config
+
+    loaded = config.load_workspace(root)
+    for issue in loaded.issues:
+        print(issue, file=sys.stderr)
+    return loaded
+
+
 def _position(text: str, what: str) -> tuple[int, int | None]:
     parts = text.split(":")
     try:
@@ -132,7 +145,7 @@ def _position(text: str, what: str) -> tuple[int, int | None]:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from mmx_lsp import config, engine, languages
+    from mmx_lsp import engine, languages
     from mmx_lsp.documents import Document
     from mmx_lsp.pricing import format_usd
     from mmx_lsp.scoring import Request
@@ -166,11 +179,9 @@ def _explain(args: argparse.Namespace) -> int:
         if col is None:
             start = (start[0], 0)
     kind = args.kind or ("refactor" if end else "inline")
-    sources, issues = config.file_sources([Path.cwd()])
-    loaded = config.load(sources)
-    for issue in issues + loaded.issues:
-        print(issue, file=sys.stderr)
-    decision = engine.decide(loaded.settings, doc, Request(kind, start, end))
+    decision = engine.decide(
+        workspace_settings(Path.cwd()).settings, doc, Request(kind, start, end)
+    )
     if args.json:
         print(json.dumps(decision.to_json(), indent=2))
         return 0
@@ -192,10 +203,7 @@ def _explain(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace) -> int:
     from mmx_lsp import config
 
-    sources, issues = config.file_sources([args.workspace])
-    loaded = config.load(sources)
-    for issue in issues + loaded.issues:
-        print(issue, file=sys.stderr)
+    loaded = workspace_settings(args.workspace)
     rows = config.effective_items(loaded)
     if args.json:
         out: dict[str, Any] = {key: {"value": value, "source": where} for key, value, where in rows}

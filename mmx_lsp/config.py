@@ -392,6 +392,14 @@ def file_sources(workspace_roots: Iterable[Path]) -> tuple[list[Source], list[Co
     return sources, issues
 
 
+def load_workspace(root: Path) -> Loaded:
+    """The settings the command line uses: built-ins, the user file and the workspace's own
+    file, with every issue found in reading them."""
+    sources, issues = file_sources([root])
+    loaded = load(sources)
+    return Loaded(loaded.settings, issues + loaded.issues, loaded.origin)
+
+
 def effective_items(loaded: Loaded) -> list[tuple[str, Any, str]]:
     """(dotted key, value, where it came from) for every leaf of the effective settings."""
     dumped = loaded.settings.model_dump(mode="json")

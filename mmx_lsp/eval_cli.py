@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmx_lsp import evaluation, metrics
+from mmx_lsp.cli import workspace_settings
 from mmx_lsp.pricing import format_usd
 
 if TYPE_CHECKING:
@@ -119,16 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _settings(workspace: Path) -> Settings:
-    from mmx_lsp import config
-
-    sources, issues = config.file_sources([workspace])
-    loaded = config.load(sources)
-    for issue in issues + loaded.issues:
-        print(issue, file=sys.stderr)
-    return loaded.settings
-
-
 def _eval(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
@@ -136,7 +127,7 @@ def _eval(args: argparse.Namespace) -> int:
         suite = evaluation.load_suite(args.tasks)
     except evaluation.SuiteError as exc:
         raise UsageError("malformed tasks:\n  " + "\n  ".join(map(str, exc.problems))) from None
-    settings = _settings(args.workspace)
+    settings = workspace_settings(args.workspace).settings
     entries = None if args.models is None else args.models.split(",")
     try:
         models = evaluation.contenders(settings, entries)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmx_lsp import metrics
+from mmx_lsp.cli import workspace_settings
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -47,13 +48,7 @@ class UsageError(Exception):
 
 
 def _settings(workspace: Path) -> Settings:
-    from mmx_lsp import config
-
-    sources, issues = config.file_sources([workspace])
-    loaded = config.load(sources)
-    for issue in issues + loaded.issues:
-        print(issue, file=sys.stderr)
-    return loaded.settings
+    return workspace_settings(workspace).settings
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -63,10 +58,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _database(args: argparse.Namespace) -> Path:
+def _database(args: argparse.Namespace, settings: Settings | None = None) -> Path:
+    """`--db`, else the settings' metrics database."""
     if args.db is not None:
         return Path(args.db).expanduser()
-    return metrics.path_from_settings(_settings(args.workspace))
+    return metrics.path_from_settings(settings or _settings(args.workspace))
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -149,9 +145,7 @@ def _stats(argv: Sequence[str] | None) -> int:
     args = stats_parser().parse_args(argv)
     since = _since(args.since)
     settings = _settings(args.workspace)
-    path = (
-        Path(args.db).expanduser() if args.db is not None else metrics.path_from_settings(settings)
-    )
+    path = _database(args, settings)
     policy = metrics.RegressionPolicy(
         margin=settings.metrics.regression_margin if args.margin is None else args.margin,
         min_samples=(
@@ -376,7 +370,7 @@ def _models(argv: Sequence[str] | None) -> int:
 
     args = models_parser().parse_args(argv)
     settings = _settings(args.workspace)
-    path = Path(args.db).expanduser() if args.db else metrics.path_from_settings(settings)
+    path = _database(args, settings)
     seen: dict[str, list[str]] = {}
     if path.exists():
         conn, _ = metrics.open_database(path)
