@@ -95,20 +95,29 @@ def _day_labels(days: Sequence[str]) -> list[str]:
     return [dt.date.fromisoformat(d).strftime("%b %d") for d in days]
 
 
+def _bars_by_tier(
+    ax: Any, days: Sequence[str], by_day: Mapping[str, Mapping[str, Any]], *, shares: bool
+) -> None:
+    """One bar per day, stacked by tier: amounts, or each tier's share of the day."""
+    bottom = [0.0] * len(days)
+    totals = [(sum(by_day[d].values()) or 1) if shares else 1 for d in days]
+    for i, tier in enumerate(_tiers(by_day)):
+        heights = [
+            float(by_day[d].get(tier, 0)) / total for d, total in zip(days, totals, strict=True)
+        ]
+        ax.bar(range(len(days)), heights, bottom=bottom, label=tier, color=_colour(tier, i))
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    _days_axis(ax, days)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+
 def spend_chart(data: ReportData) -> Figure:
     fig = _figure()
     if not data.days:
         return _empty(fig, "Spend per day")
     ax = fig.subplots()
-    x = range(len(data.days))
-    bottom = [0.0] * len(data.days)
-    for i, tier in enumerate(_tiers(data.cost_by_day_tier)):
-        heights = [float(data.cost_by_day_tier[d].get(tier, 0)) for d in data.days]
-        ax.bar(x, heights, bottom=bottom, label=tier, color=_colour(tier, i))
-        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    _bars_by_tier(ax, data.days, data.cost_by_day_tier, shares=False)
     ax.set_title("Spend per day (US$)")
-    _days_axis(ax, data.days)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 
@@ -117,21 +126,10 @@ def tier_mix_chart(data: ReportData) -> Figure:
     if not data.days:
         return _empty(fig, "Tier mix")
     ax = fig.subplots()
-    x = range(len(data.days))
-    bottom = [0.0] * len(data.days)
-    totals = [sum(data.requests_by_day_tier[d].values()) or 1 for d in data.days]
-    for i, tier in enumerate(_tiers(data.requests_by_day_tier)):
-        shares = [
-            data.requests_by_day_tier[d].get(tier, 0) / t
-            for d, t in zip(data.days, totals, strict=True)
-        ]
-        ax.bar(x, shares, bottom=bottom, label=tier, color=_colour(tier, i))
-        bottom = [b + s for b, s in zip(bottom, shares, strict=True)]
+    _bars_by_tier(ax, data.days, data.requests_by_day_tier, shares=True)
     ax.set_ylim(0, 1)
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.set_title("Tier mix (share of requests per day)")
-    _days_axis(ax, data.days)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 
