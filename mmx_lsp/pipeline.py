@@ -470,14 +470,14 @@ class Pipeline:
 
     # ------------------------------------------------------------------ typed-ahead reuse
 
-    def _typed_ahead(self, kind: str, snap: Place) -> Answer | None:
+    def _typed_ahead(self, kind: str, place: Place) -> Answer | None:
         """The rest of the last suggestion when the user has typed its start (no call)."""
-        last = self._last.get(snap.uri)
-        if last is None or snap.row != last.row or snap.line_after != last.line_after:
+        last = self._last.get(place.uri)
+        if last is None or place.row != last.row or place.line_after != last.line_after:
             return None
-        if not snap.line_before.startswith(last.line_before):
+        if not place.line_before.startswith(last.line_before):
             return None
-        typed = snap.line_before[len(last.line_before) :]
+        typed = place.line_before[len(last.line_before) :]
         if not typed or not last.text.startswith(typed) or len(typed) >= len(last.text):
             return None
         rest = last.text[len(typed) :]
@@ -498,34 +498,34 @@ class Pipeline:
         self._record(status, reused=True)
         return Answer(status.request_id, rest, status)
 
-    def _typed_over(self, snap: Place) -> None:
+    def _typed_over(self, place: Place) -> None:
         """Count the last suggestion in the document as not accepted when the user typed
         something else over it (or deleted back past it) on its line, without accepting it.
 
         Typing its start is not a rejection (the rest is served from it), nor is a request
         at the same place, nor text that begins with the whole suggestion (it was accepted).
         """
-        last = self._last.get(snap.uri)
-        if last is None or not last.shown or snap.row != last.row:
+        last = self._last.get(place.uri)
+        if last is None or not last.shown or place.row != last.row:
             return
-        if snap.line_before.startswith(last.line_before):
-            typed = snap.line_before[len(last.line_before) :]
+        if place.line_before.startswith(last.line_before):
+            typed = place.line_before[len(last.line_before) :]
             if last.text.startswith(typed) or typed.startswith(last.text):
                 return
         record = self._by_id.get(last.request_id)
         if record is not None and record["verdict"] is None:
             self.verdict(last.request_id, "rejected")
             record["typed_over"] = True
-        del self._last[snap.uri]
+        del self._last[place.uri]
 
-    def _remember(self, snap: Place, text: str, status: Status, *, shown: bool) -> None:
+    def _remember(self, place: Place, text: str, status: Status, *, shown: bool) -> None:
         if not text:
-            self._last.pop(snap.uri, None)
+            self._last.pop(place.uri, None)
             return
-        self._last[snap.uri] = _Suggestion(
-            row=snap.row,
-            line_before=snap.line_before,
-            line_after=snap.line_after,
+        self._last[place.uri] = _Suggestion(
+            row=place.row,
+            line_before=place.line_before,
+            line_after=place.line_after,
             text=text,
             tier=status.tier,
             model=status.model,
