@@ -29,6 +29,21 @@ if TYPE_CHECKING:
 MAX_REGION_LINES = 400
 # Bytes beyond which a document is kept as text only (no tree, scored by size).
 MAX_PARSE_BYTES = 4 * 1024 * 1024
+# A line longer than this (minified code, a data blob) makes the document text only too: a
+# region is whole lines, and reparsing megabytes per keystroke would stall every request.
+MAX_PARSE_LINE_CHARS = 20_000
+
+# Lone UTF-16 surrogates are not text: JSON can carry them, UTF-8 cannot encode them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> tuple[str, int]:
+    """`text` with each lone UTF-16 surrogate (which JSON can carry but UTF-8 cannot encode)
+    replaced by U+FFFD, and how many there were. Both take one UTF-16 unit, so the editor's
+    positions stay right."""
+    if text.isascii():
+        return text, 0
+    return _SURROGATE.subn("\ufffd", text)
 
 
 def utf16_len(text: str) -> int:
@@ -38,22 +53,27 @@ def utf16_len(text: str) -> int:
 
 
 def utf16_to_index(line: str, character: int) -> int:
-    """Python index in `line` of an LSP UTF-16 column (clamped to the line)."""
+    """Python index in `line` of an LSP UTF-16 column (clamped to the line).
+
+    Encodes the prefix once (C speed) rather than looping over characters in Python: a
+    column in a megabyte-long line must not cost a second."""
     if character <= 0:
         return 0
     if line.isascii():
         return min(character, len(line))
-    units = 0
-    for index, char in enumerate(line):
-        if units >= character:
-            return index
-        units += 2 if ord(char) > 0xFFFF else 1
-    return len(line)
+    prefix = line[:character]
+    units = prefix.encode("utf-16-le", "surrogatepass")
+    if len(units) == 2 * len(prefix):  # nothing outside the BMP before the column
+        return len(prefix)
+    # A column inside a surrogate pair lands after the character (its half decodes alone).
+    return len(units[: 2 * character].decode("utf-16-le", "surrogatepass"))
 
 
 def index_to_utf16(line: str, index: int) -> int:
-    prefix = line[:index]
-    return utf16_len(prefix)
+    prefix = line[: max(0, index)]
+    if prefix.isascii():
+        return len(prefix)
+    return len(prefix.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def _strip_eol(line: str) -> str:
@@ -142,19 +162,36 @@ class Document:
     # what was asked; emptied by every change.
     memo: dict[object, object] = field(default_factory=dict)
     _parser: Parser | None = None
+    # Lone surrogates replaced by U+FFFD, and whether the editor has been told.
+    replaced_chars: int = 0
+    replaced_told: bool = False
 
     @classmethod
     def open(cls, uri: str, language_id: str, version: int, text: str) -> Document:
         spec = languages.spec_for(language_id)
         if spec is None and language_id in ("", "plaintext"):
             spec = languages.spec_for(languages.language_of_path(uri_to_path(uri)))
+        text, replaced = clean_text(text)
         binary = "\x00" in text[:8192]
         lines = split_lines(text)
         doc = cls(uri, language_id, version, lines, spec, binary)
+        doc.replaced_chars = replaced
         doc._starts = [0] * len(lines)
-        if doc.size_bytes > MAX_PARSE_BYTES or binary:
+        if doc.text_only_reason() is not None:
             doc.spec = None
         return doc
+
+    def text_only_reason(self) -> str | None:
+        """Why this document is scored by size without a tree, or None when it can be parsed."""
+        if self.binary:
+            return "binary content"
+        if self.size_bytes > MAX_PARSE_BYTES:
+            return "too large to parse"
+        if max(map(len, self.lines)) > MAX_PARSE_LINE_CHARS:
+            return f"a line of more than {MAX_PARSE_LINE_CHARS:,} characters (minified)"
+        if self.spec is None:
+            return "no grammar"
+        return None
 
     # ------------------------------------------------------------------ text and positions
 
@@ -221,6 +258,8 @@ class Document:
     # ------------------------------------------------------------------ changes
 
     def replace_all(self, text: str, version: int) -> None:
+        text, replaced = clean_text(text)
+        self.replaced_chars += replaced
         self.lines = split_lines(text)
         self._starts = [0] * len(self.lines)
         self._valid = 0
@@ -231,19 +270,20 @@ class Document:
         self._imports = None
         self.memo.clear()
         self.binary = "\x00" in text[:8192]
-        if self.binary or self.size_bytes > MAX_PARSE_BYTES:
+        if self.text_only_reason() is not None:
             self.spec = None
+            self._parser = None
 
     def apply(
         self, start: tuple[int, int], end: tuple[int, int], new_text: str, version: int
     ) -> None:
         """Apply one incremental change given as LSP positions (UTF-16), clamped and ordered."""
+        new_text, replaced = clean_text(new_text)
+        self.replaced_chars += replaced
         (r0, i0) = self.clamp(*start)
         (r1, i1) = self.clamp(*end)
         if (r1, i1) < (r0, i0):
             (r0, i0), (r1, i1) = (r1, i1), (r0, i0)
-        start_byte, start_point = self.byte_point(r0, i0)
-        old_end_byte, old_end_point = self.byte_point(r1, i1)
         head = self.lines[r0][:i0]
         tail = self.lines[r1][i1:]
         first, last = r0, r1
@@ -251,19 +291,28 @@ class Document:
         if first > 0 and self.lines[first - 1].endswith("\r") and not head:
             first -= 1
             head = self.lines[first] + head
-        if last + 1 < len(self.lines) and (head + new_text + tail).endswith("\r"):
+        if last + 1 < len(self.lines) and (tail or new_text or head).endswith("\r"):
             last += 1
             tail += self.lines[last]
-        replacement = split_lines(head + new_text + tail)
-        if last < len(self.lines) - 1:
-            replacement.pop()  # the empty line split_lines adds after a final line break
+        if first == last and "\n" not in new_text and "\r" not in new_text:
+            # Typing within a line: no re-split of what may be a megabyte-long line.
+            replacement = [head + new_text + tail]
+        else:
+            replacement = split_lines(head + new_text + tail)
+            if last < len(self.lines) - 1:
+                replacement.pop()  # the empty line split_lines adds after a final line break
+        self.memo.clear()
+        if self._tree is None and self._span is None:  # no tree to tell (text only, or evicted)
+            self._splice(first, last, replacement, version)
+            return
+        start_byte, start_point = self.byte_point(r0, i0)
+        old_end_byte, old_end_point = self.byte_point(r1, i1)
         encoded = new_text.encode("utf-8")
         parts = split_lines(new_text)
         if len(parts) == 1:
             new_end_point = (r0, start_point[1] + len(encoded))
         else:
             new_end_point = (r0 + len(parts) - 1, len(parts[-1].encode("utf-8")))
-        self.memo.clear()
         if self._imports is not None and (not self._imports or r0 <= self._imports[-1][0]):
             self._imports = None
         span = self._span
@@ -284,10 +333,9 @@ class Document:
                 span.stale = True
             else:
                 self._span = None
-        self.lines[first : last + 1] = replacement
-        self._starts[first + 1 : last + 1] = [0] * (len(replacement) - 1)
-        self._valid = min(self._valid, first)
-        self.version = version
+        self._splice(first, last, replacement, version)
+        if self.spec is None:
+            return
         if self._tree is not None:
             self._tree.edit(
                 start_byte=start_byte,
@@ -298,6 +346,17 @@ class Document:
                 new_end_point=new_end_point,
             )
             self._tree_fresh = False
+
+    def _splice(self, first: int, last: int, replacement: list[str], version: int) -> None:
+        """Put `replacement` in place of rows first..last."""
+        self.lines[first : last + 1] = replacement
+        self._starts[first + 1 : last + 1] = [0] * (len(replacement) - 1)
+        self._valid = min(self._valid, first)
+        self.version = version
+        if self.spec is not None and max(map(len, replacement)) > MAX_PARSE_LINE_CHARS:
+            self.drop_tree()  # the document became minified: text only from now on
+            self.spec = None
+            self._parser = None
 
     # ------------------------------------------------------------------ trees
 
@@ -467,9 +526,18 @@ class Document:
         shift = len(head)
         base = sum(map(len, head))
         window = lines[w0 : w1 + 1]
+        # A huge line (minified code) is clipped in characters: no prompt can carry more than
+        # the budget, and copying megabytes per keystroke would stall the server.
+        limit = 2 * budget_chars
+        cut_head = max(0, (i0 if w0 == r0 else len(window[0])) - limit)
+        keep_tail = (i1 if w1 == r1 else 0) + limit
+        if len(window[-1]) > keep_tail:
+            window[-1] = window[-1][:keep_tail]
+        if cut_head:
+            window[0] = window[0][cut_head:]
         text = "".join(head) + "".join(window)
-        offset_start = base + sum(map(len, lines[w0:r0])) + i0
-        offset_end = base + sum(map(len, lines[w0:r1])) + i1
+        offset_start = base + sum(map(len, lines[w0:r0])) + i0 - cut_head
+        offset_end = base + sum(map(len, lines[w0:r1])) + i1 - cut_head
         inner: tuple[int, int] | None = None
         if scope is not None:
             first, final = max(scope[0], w0), min(scope[1], w1)

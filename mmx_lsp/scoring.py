@@ -48,6 +48,16 @@ NEAR_ROWS = 5
 
 # Rough output sizes (tokens) for the estimate of a request's cost.
 OUTPUT_TOKENS = {"expression": 16, "line": 32, "block": 96, "body": 200}
+# The most context a prompt carries around the request, per kind (the prompt builders'
+# budgets): a cost estimate counts what would really be sent, not the whole region.
+PROMPT_CONTEXT_TOKENS = {
+    "inline": 1500,
+    "completion": 1500,
+    "refactor": 2000,
+    "fix": 2000,
+    "explain": 2000,
+    "docstring": 2000,
+}
 PROMPT_OVERHEAD_TOKENS = {
     "inline": 90,
     "completion": 90,
@@ -205,8 +215,7 @@ def measure(doc: Document, request: Request) -> Features:
     external = _external_identifiers(scope, span.text, spec)
     errors = _errors_near(root, local_r0 - NEAR_ROWS, local_r1 + NEAR_ROWS)
 
-    overhead = PROMPT_OVERHEAD_TOKENS.get(kind, 100)
-    input_tokens = context_tokens + overhead + (selection_tokens if selection else 0)
+    input_tokens = _input_estimate(kind, context_tokens, selection_tokens)
     output_tokens = _output_estimate(kind, hole, selection_tokens, enclosing_lines)
     return Features(
         kind=kind,
@@ -231,14 +240,12 @@ def for_kind(features: Features, kind: str) -> Features:
     listing routes three kinds over one selection and measures it once)."""
     if kind == features.kind:
         return features
-    selection = features.hole == "selection"
-    overhead = PROMPT_OVERHEAD_TOKENS.get(kind, 100)
     return replace(
         features,
         kind=kind,
-        estimated_input_tokens=features.context_tokens
-        + overhead
-        + (features.selection_tokens if selection else 0),
+        estimated_input_tokens=_input_estimate(
+            kind, features.context_tokens, features.selection_tokens
+        ),
         estimated_output_tokens=_output_estimate(
             kind, features.hole, features.selection_tokens, features.enclosing_lines
         ),
@@ -250,9 +257,16 @@ def _plain_features(
 ) -> Features:
     """Text without a grammar (or too large, or binary): scored by size alone."""
     lo, hi = max(0, r0 - 40), min(doc.line_count - 1, r1 + 40)
-    context = "" if doc.binary else "".join(doc.lines[lo : hi + 1])
-    context_tokens = max(tokens_for_bytes(len(context.encode("utf-8"))), selection_tokens)
     kind = request.kind
+    # What a prompt could draw on around the request: a huge line (minified code) counts
+    # only up to twice the prompt's budget, and is not copied to be measured.
+    cap = 2 * PROMPT_CONTEXT_TOKENS.get(kind, 2000)
+    chars = 0 if doc.binary else sum(map(len, doc.lines[lo : hi + 1]))
+    if chars > cap * 8:
+        context_tokens = max(cap, selection_tokens)
+    else:
+        context = "" if doc.binary else "".join(doc.lines[lo : hi + 1])
+        context_tokens = max(tokens_for_bytes(len(context.encode("utf-8"))), selection_tokens)
     hole: Hole = "selection" if request.is_selection else "line"
     return Features(
         kind=kind,
@@ -267,9 +281,16 @@ def _plain_features(
         external_identifiers=0,
         syntax_errors=0,
         enclosing_lines=0,
-        estimated_input_tokens=context_tokens + PROMPT_OVERHEAD_TOKENS.get(kind, 100),
+        estimated_input_tokens=_input_estimate(kind, context_tokens, selection_tokens),
         estimated_output_tokens=_output_estimate(kind, hole, selection_tokens, 0),
     )
+
+
+def _input_estimate(kind: str, context_tokens: int, selection_tokens: int) -> int:
+    """Tokens the prompt would carry: the context up to the prompt's budget, the selection
+    (always sent whole) and the template's own words."""
+    context = min(context_tokens, PROMPT_CONTEXT_TOKENS.get(kind, 2000))
+    return context + selection_tokens + PROMPT_OVERHEAD_TOKENS.get(kind, 100)
 
 
 def _output_estimate(kind: str, hole: Hole, selection_tokens: int, enclosing_lines: int) -> int:

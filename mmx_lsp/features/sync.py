@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
 from mmx_lsp.server import MmxServer  # a runtime import: pygls reads the handlers' hints
+
+if TYPE_CHECKING:
+    from mmx_lsp.documents import Document
 
 log = logging.getLogger("mmx_lsp")
 
@@ -16,13 +20,10 @@ def register(server: MmxServer) -> None:
     def did_open(ls: MmxServer, params: types.DidOpenTextDocumentParams) -> None:
         item = params.text_document
         doc = ls.documents.open(item.uri, item.language_id, item.version, item.text)
-        if doc.spec is None:
-            why = (
-                "binary content"
-                if doc.binary
-                else ("too large to parse" if doc.size_bytes > 4 * 1024 * 1024 else "no grammar")
-            )
+        why = doc.text_only_reason()
+        if why is not None:
             log.info("%s (%s): %s, scored by size only", item.uri, item.language_id, why)
+        _tell_replaced(ls, doc)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: MmxServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -40,8 +41,25 @@ def register(server: MmxServer) -> None:
                 )
             else:
                 doc.replace_all(change.text, version)
+        _tell_replaced(ls, doc)
         ls.schedule_reparse(uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: MmxServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.documents.close(params.text_document.uri)
+
+
+def _tell_replaced(ls: MmxServer, doc: Document) -> None:
+    """Say, once per document, that invalid characters were read as U+FFFD (the document is
+    still tracked and served; only those characters are not what the editor holds)."""
+    count = doc.replaced_chars
+    if not count or doc.replaced_told:
+        return
+    doc.replaced_told = True
+    noun = "an unpaired UTF-16 surrogate" if count == 1 else f"{count} unpaired UTF-16 surrogates"
+    message = (
+        f"mmx: {doc.name} has {noun} (not valid Unicode text); read as U+FFFD, so "
+        "suggestions next to them may not match the file exactly"
+    )
+    log.warning("%s (%s)", message, doc.uri)
+    ls.show(message, types.MessageType.Warning)
