@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,33 @@ class ProviderConfig(_Section):
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
     timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one HTTP call.")
     max_retries: int = Field(default=2, ge=0, le=10, description="Retries on 429 and 5xx.")
+
+
+# An environment variable's name as shells write it.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+KEY_IN_KEY_ENV = "api_key_env looks like a key itself, not the name of an environment variable"
+
+
+def looks_like_key(api_key_env: str | None) -> bool:
+    """True when `api_key_env` holds what looks like a key pasted in by mistake: not a
+    variable name at all, or a long mix of lower case and digits that no one names a
+    variable with. Such a value is never shown anywhere."""
+    if not api_key_env:
+        return False
+    if not _ENV_NAME.fullmatch(api_key_env):
+        return True
+    return (
+        len(api_key_env) >= 24
+        and any(c.islower() for c in api_key_env)
+        and any(c.isdigit() for c in api_key_env)
+    )
+
+
+def key_env_label(provider: ProviderConfig) -> str:
+    """How a message names a provider's key variable: its name, never a pasted key."""
+    if looks_like_key(provider.api_key_env):
+        return f"api_key_env (it {KEY_IN_KEY_ENV.removeprefix('api_key_env ')})"
+    return provider.api_key_env or "the API key"
 
 
 class TierConfig(_Section):
@@ -348,6 +376,18 @@ def load(sources: Iterable[Source]) -> Loaded:
         raw, settings = cleaned, validated
         for key in _leaves({k: v for k, v in source.data.items() if k not in CLIENT_KEYS}):
             origin[key] = source.name
+    for name, provider in settings.providers.items():
+        if looks_like_key(provider.api_key_env):
+            key = f"providers.{name}.api_key_env"
+            issues.append(
+                ConfigIssue(
+                    origin.get(key, "defaults"),
+                    key,
+                    f"{KEY_IN_KEY_ENV}; put the key in an environment variable and name that "
+                    "variable here (the value is not shown, and the provider is not called)",
+                    "warning",
+                )
+            )
     return Loaded(settings, issues, origin)
 
 
@@ -415,6 +455,8 @@ def effective_items(loaded: Loaded) -> list[tuple[str, Any, str]]:
             # A leaf below a key a source set as a whole (a list, a new provider …).
             parents = [k for k in loaded.origin if prefix.startswith(k + ".")]
             where = loaded.origin[max(parents, key=len)] if parents else "default"
+        if prefix.endswith(".api_key_env") and looks_like_key(value):
+            value = f"[not shown: {KEY_IN_KEY_ENV}]"
         rows.append((prefix, value, where))
 
     walk(dumped, "")

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import openai
 
-from mmx_lsp.config import ProviderConfig, Settings, TierConfig
+from mmx_lsp.config import ProviderConfig, Settings, TierConfig, key_env_label, looks_like_key
 from mmx_lsp.errors import (
     BadResponse,
     NotConfigured,
@@ -259,6 +259,11 @@ class Providers:
         if not provider.base_url.strip():
             name = tier_config.provider
             return f"set providers.{name}.base_url, the endpoint of provider '{name}'"
+        if looks_like_key(provider.api_key_env):
+            return (
+                f"fix providers.{tier_config.provider}.{key_env_label(provider)}: set it to the "
+                "name of the environment variable that holds the key"
+            )
         if self._key(tier_config.provider, provider) is None:
             return f"set {provider.api_key_env}, the key for provider '{tier_config.provider}'"
         return None
@@ -270,6 +275,8 @@ class Providers:
             key = self._key(name, provider)
             if key and key != PLACEHOLDER_KEY:
                 found.append(key)
+            if looks_like_key(provider.api_key_env):
+                found.append(provider.api_key_env or "")
             found.extend(v for k, v in provider.headers.items() if _SENSITIVE_HEADER.search(k))
         return found
 
@@ -439,7 +446,7 @@ class Providers:
                 f"{target.where}: rate limited (HTTP 429){hint}", retry_after
             ) from None
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            env = target.provider_config.api_key_env or "the API key"
+            env = key_env_label(target.provider_config)
             raise NotConfigured(
                 f"{target.where}: the endpoint refused the key (HTTP {exc.status_code}); "
                 f"check {env}, the key for provider '{target.provider}'"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import stat
@@ -68,6 +69,13 @@ class MmxProtocol(LanguageServerProtocol):
             )
             return JsonRPCNotification(method="$/mmx/ignored", jsonrpc="2.0", params=None)
 
+    def send_parse_error(self, detail: str) -> None:
+        """JSON-RPC's reply to a body that is not JSON: -32700 with a null id (the request's
+        id cannot be read). pygls' response type drops a null id, so the message is built
+        here."""
+        error = {"code": -32700, "message": f"Parse error: {detail}"}
+        self._send_data({"jsonrpc": "2.0", "id": None, "error": error})
+
     @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
     def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams) -> Any:
         if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_OPEN)) is not None:
@@ -97,6 +105,20 @@ def _describe_decode_error(exc: Exception) -> str:
     except Exception:  # not a cattrs error: its first line is the best we have
         details = [str(cause).splitlines()[0]]
     return "; ".join(details)[:300]
+
+
+class _OneLineReadErrors(logging.Filter):
+    """Drops the traceback pygls' read loop logs for every unreadable message; the error
+    handler (`MmxServer.report_server_error`) logs one line saying what was wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and record.msg == "Unable to handle message")
+
+
+def _quiet_read_errors() -> None:
+    logger = logging.getLogger("pygls.io_")
+    if not any(isinstance(f, _OneLineReadErrors) for f in logger.filters):
+        logger.addFilter(_OneLineReadErrors())
 
 
 class _TolerantReader:
@@ -258,6 +280,16 @@ class MmxServer(LanguageServer):
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Internals go to the log only; the user gets a short message they can act on."""
+        if source is JsonRpcException:
+            # An unreadable message from the editor: one log line (a malformed message per
+            # keystroke must not fill the log with tracebacks), nothing the user can do.
+            detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            log.warning("unreadable message from the editor: %s", detail)
+            if isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
+                protocol = self.protocol
+                if isinstance(protocol, MmxProtocol):
+                    protocol.send_parse_error(detail)
+            return
         log.error(
             "internal error (%s): %s", getattr(source, "__name__", source), error, exc_info=error
         )
@@ -265,8 +297,6 @@ class MmxServer(LanguageServer):
 
         if source is FeatureRequestError:
             return  # the request's error reply already says what failed
-        if source is JsonRpcException:
-            return  # an unreadable message from the editor: logged, nothing the user can do
         self.show(
             "mmx-lsp hit an internal error; the log has details (mmx: show log).",
             types.MessageType.Error,
@@ -287,6 +317,7 @@ class MmxServer(LanguageServer):
         except (OSError, ValueError):
             mode = 0
         watchable = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+        _quiet_read_errors()
         if os.name != "posix" or not watchable:  # Windows' loop cannot watch a stdin pipe
             self.start_io()
             return
