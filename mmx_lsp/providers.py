@@ -297,6 +297,13 @@ class Providers:
         provider = self._settings.providers[tier_config.provider]
         return _Target(tier, tier_config, tier_config.provider, provider)
 
+    def request_headers(self, tier: str) -> dict[str, str]:
+        """The HTTP headers a call to `tier` sends, key included (for the endpoint check);
+        raises NotConfigured like a call would."""
+        target = self._target(tier)
+        key = self._key(target.provider, target.provider_config) or PLACEHOLDER_KEY
+        return {**target.provider_config.headers, "Authorization": f"Bearer {key}"}
+
     def _client(self, target: _Target) -> openai.AsyncOpenAI:
         client = self._clients.get(target.provider)
         if client is None:

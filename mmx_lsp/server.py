@@ -250,7 +250,8 @@ class MmxServer(LanguageServer):
     def _mapping(value: Any) -> Any:
         if isinstance(value, dict):
             return value
-        if value is None:
+        if value is None or value == []:
+            # An empty list is how an editor in Lua (Neovim) sends an empty table: no settings.
             return {}
         return value  # config.load reports "expected a table of settings"
 

@@ -25,6 +25,9 @@ EXPLANATION = "mmx/explanation"
 # A message repeated within this many seconds of the last request that wanted it belongs to
 # the same burst and is not shown again (typing makes a request per keystroke).
 BURST_GAP_S = 30.0
+# And whatever the bursts, one kind of message is shown at most once in this many seconds
+# (DESIGN.md: "at most once per kind of failure per minute"), even when it comes and goes.
+MESSAGE_EVERY_S = 60.0
 # Budget warnings, as fractions of the daily budget, each shown once a day.
 BUDGET_MARKS = (Decimal("0.8"), Decimal(1))
 # Streamed progress is reported at most this often.
@@ -146,6 +149,7 @@ class Reporter:
         self._server = server
         self._clock = clock
         self._last_wanted: dict[str, float] = {}
+        self._last_shown: dict[str, float] = {}
         self._budget_marks: dict[str, set[Decimal]] = {}
 
     # ------------------------------------------------------------------ capabilities
@@ -232,17 +236,23 @@ class Reporter:
     # ------------------------------------------------------------------ quiet messages
 
     def show_once(self, key: str, message: str, kind: types.MessageType) -> bool:
-        """`window/showMessage` at the start of a burst of requests that want it; True if shown."""
+        """`window/showMessage` at the start of a burst of requests that want it, and at most
+        once a minute per key; True if shown (the status and the log carry every occurrence)."""
         now = self._clock()
         last = self._last_wanted.get(key)
         self._last_wanted[key] = now
         if last is not None and now - last < BURST_GAP_S:
             return False
+        shown = self._last_shown.get(key)
+        if shown is not None and now - shown < MESSAGE_EVERY_S:
+            return False
+        self._last_shown[key] = now
         self._server.show(message, kind)
         return True
 
     def settle(self, key: str) -> None:
-        """The condition behind `key` is over: the next occurrence is shown again."""
+        """The condition behind `key` is over: its next occurrence starts a new burst (shown
+        unless the same message was shown less than a minute ago)."""
         self._last_wanted.pop(key, None)
 
     def budget(self, spent_today: Decimal, budget: Decimal | None, day: str) -> None:

@@ -103,6 +103,20 @@ def register(server: MmxServer) -> None:
         except (CommandError, ValueError) as exc:
             raise _fail(f"mmx.stats: {exc}") from None
 
+    @server.command("mmx.health")
+    async def health(ls: MmxServer, *args: Any) -> dict[str, Any]:
+        """Whether each tier's endpoint answers, and what to fix (no key in the answer)."""
+        from mmx_lsp import health as checks
+
+        try:
+            params = _args(args) if args and args != ([],) else {}
+        except CommandError as exc:
+            raise _fail(f"mmx.health: {exc}") from None
+        probe_fim = params.get("probe_fim", True)
+        if not isinstance(probe_fim, bool):
+            raise _fail("mmx.health: probe_fim must be true or false")
+        return await checks.check(ls.settings, probe_fim=probe_fim)
+
     def verdict(ls: MmxServer, args: tuple[Any, ...], value: str) -> dict[str, Any]:
         try:
             params = _args(args)

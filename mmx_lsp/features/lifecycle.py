@@ -1,4 +1,4 @@
-"""initialize / initialized / configuration changes / shutdown."""
+"""initialize / initialized / configuration changes (settings and settings files) / shutdown."""
 
 from __future__ import annotations
 
@@ -25,6 +25,68 @@ def _roots(params: types.InitializeParams) -> list[Path]:
     return roots
 
 
+def settings_files(roots: list[Path]) -> set[Path]:
+    """The files settings are read from (config.file_sources), as absolute paths."""
+    from mmx_lsp import config
+
+    files = {config.user_config_path()}
+    for root in roots:
+        files.update({root / "mmx.toml", root / "pyproject.toml"})
+    return {f.absolute() for f in files}
+
+
+def _watchers(roots: list[Path], relative: bool) -> list[types.FileSystemWatcher]:
+    """Watchers for the settings files: exact files where the client takes relative patterns
+    (a nonexistent folder is left out: a client may fail to watch it), else name globs."""
+    from mmx_lsp import config
+
+    user = config.user_config_path()
+    if not relative:
+        return [
+            types.FileSystemWatcher(glob_pattern=pattern)
+            for pattern in ("**/mmx.toml", "**/pyproject.toml", user.as_posix())
+        ]
+    places = [(root, name) for root in roots for name in ("mmx.toml", "pyproject.toml")]
+    places.append((user.parent, user.name))
+    return [
+        types.FileSystemWatcher(
+            glob_pattern=types.RelativePattern(base_uri=folder.absolute().as_uri(), pattern=name)
+        )
+        for folder, name in places
+        if folder.is_dir()
+    ]
+
+
+async def watch_settings_files(ls: MmxServer) -> None:
+    """Ask the editor to report changes to the settings files (workspace/didChangeWatchedFiles);
+    without dynamic registration, say in the log that a change needs a restart."""
+    workspace = ls.client_capabilities.workspace
+    caps = workspace.did_change_watched_files if workspace is not None else None
+    if caps is None or not caps.dynamic_registration:
+        text = (
+            "mmx: this editor does not let the server watch files; a change to mmx.toml, "
+            "pyproject.toml or the user config.toml applies when the editor reports it "
+            "(workspace/didChangeWatchedFiles) or after a restart of the server"
+        )
+        log.info("%s", text)
+        ls.log_to_client(text, types.MessageType.Info)
+        return
+    watchers = _watchers(ls.roots, bool(caps.relative_pattern_support))
+    registration = types.Registration(
+        id="mmx-settings-files",
+        method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+        register_options=types.DidChangeWatchedFilesRegistrationOptions(watchers=watchers),
+    )
+    try:
+        await ls.client_register_capability_async(
+            types.RegistrationParams(registrations=[registration])
+        )
+    except Exception as exc:  # the client refused: changes then need a restart
+        log.warning("the editor did not watch the settings files (%s); edits need a restart", exc)
+        return
+    log.info("watching the settings files: %s", ", ".join(str(f) for f in settings_files(ls.roots)))
+
+
 def register(server: MmxServer) -> None:
     @server.feature(types.INITIALIZE)
     def initialize(ls: MmxServer, params: types.InitializeParams) -> None:
@@ -41,6 +103,28 @@ def register(server: MmxServer) -> None:
         ls.reload_settings()
         log.info("mmx-lsp ready: tiers %s", {k: t.model for k, t in ls.settings.tiers.items()})
         ls.spawn(ls.watch_regressions(), "regression watch")
+        ls.spawn(watch_settings_files(ls), "watch settings files")
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    def did_change_watched_files(ls: MmxServer, params: types.DidChangeWatchedFilesParams) -> None:
+        from mmx_lsp.documents import uri_to_path
+
+        watched = settings_files(ls.roots)
+        changed = sorted(
+            {
+                path
+                for c in params.changes
+                if (path := Path(uri_to_path(c.uri)).absolute()) in watched
+            }
+        )
+        if not changed:
+            return
+        names = ", ".join(str(p) for p in changed)
+        log.info("settings file changed: %s; reloading", names)
+        ls.reload_settings()  # problems are reported as at start-up
+        ls.log_to_client(
+            f"mmx: settings reloaded after a change to {names}", types.MessageType.Info
+        )
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(

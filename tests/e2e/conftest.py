@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ async def start(
     capabilities: str = "visual_studio_code",
     workspace: Path | None = None,
     env: dict[str, str] | None = None,
+    before_initialize: Callable[[LanguageClient], None] | None = None,
 ) -> LanguageClient:
     config = ClientServerConfig(
         server_command=[sys.executable, "-m", "mmx_lsp"],
@@ -48,6 +49,8 @@ async def start(
     )
     client = await config.start()
     assert isinstance(client, LanguageClient)
+    if before_initialize is not None:  # e.g. handlers for requests the server sends at once
+        before_initialize(client)
     root = workspace or tmp
     result = await client.initialize_session(
         types.InitializeParams(

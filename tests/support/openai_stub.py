@@ -24,7 +24,10 @@ Behaviour is plain attributes, changeable from a test at any time:
 * ``usage_cost`` — OpenRouter-style ``usage.cost``; ``litellm_cost`` — LiteLLM-style
   ``x-litellm-response-cost`` header;
 * ``chunk_delay_s`` — pause between streamed chunks (to cancel a stream in the middle);
-* ``reported_model`` — the model id put in replies (default: the requested one).
+* ``reported_model`` — the model id put in replies (default: the requested one);
+* ``fim`` — how ``/v1/completions`` treats a ``suffix``: ``"ok"`` (accepted), ``"reject"``
+  (HTTP 400, as an endpoint without fill-in-the-middle does), ``"swap"`` (accepted, and
+  ``echo: true`` shows the suffix before the prefix, as a server that puts it there would).
 
 ``disconnects`` counts streams the client closed before the end; ``wait_for_disconnect()``
 blocks until one happened.
@@ -49,6 +52,7 @@ from typing import Any
 
 DEFAULT_REPLY = "return a + b"
 MODES = ("ok", "500", "429", "401", "slow", "garbage", "disconnect")
+FIM_MODES = ("ok", "reject", "swap")
 KNOWN_MODELS = ("stub-cheap", "stub-premium", "stub-model")
 
 
@@ -107,6 +111,7 @@ class StubServer:
         self.usage_cost: float | str | None = None
         self.litellm_cost: str | None = None
         self.reported_model: str | None = None
+        self.fim: str = "ok"
         self.requests: list[dict[str, Any]] = []
         self.request_headers: list[dict[str, str]] = []
         self.disconnects = 0
@@ -162,6 +167,7 @@ class StubServer:
         self.usage_cost = None
         self.litellm_cost = None
         self.reported_model = None
+        self.fim = "ok"
         self.chunk_delay_s = 0.0
 
     def close(self) -> None:
@@ -326,8 +332,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._garbage(stream)
             return
 
+        suffix = body.get("suffix") if not chat else None
+        if isinstance(suffix, str) and stub.fim == "reject":
+            self._send_json(
+                400, {"error": {"message": "suffix is not supported", "type": "invalid"}}
+            )
+            return
         model = str(body.get("model", "stub-model"))
         text = stub._reply_for(model, body)
+        if not chat and body.get("echo") and isinstance(body.get("prompt"), str):
+            # The prompt as the server assembled it, then the answer.
+            before = body["prompt"]
+            if isinstance(suffix, str) and stub.fim == "swap":
+                before = suffix + before
+            text = before + text
         reported = stub.reported_model or model
         if stream:
             self._stream(body, chat, reported, text, disconnect=mode == "disconnect")
@@ -452,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--usage-cost", default=None, help="OpenRouter-style usage.cost")
     parser.add_argument("--litellm-cost", default=None, help="x-litellm-response-cost header")
     parser.add_argument("--delay", type=float, default=2.0, help="seconds, for --mode slow")
+    parser.add_argument("--fim", default="ok", choices=FIM_MODES, help="how a suffix is taken")
     args = parser.parse_args(argv)
     reply = args.reply if args.reply is not None else os.environ.get("MMX_STUB_REPLY")
     stub = StubServer(reply=reply, mode=args.mode, host=args.host, port=args.port)
@@ -459,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     stub.usage_cost = float(args.usage_cost) if args.usage_cost is not None else None
     stub.litellm_cost = args.litellm_cost
     stub.delay_s = args.delay
+    stub.fim = args.fim
     print(stub.base_url, flush=True)
     try:
         threading.Event().wait()
