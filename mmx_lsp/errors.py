@@ -39,6 +39,10 @@ class ProviderUnavailable(ProviderError):
     retryable = True
 
 
+class TierSkipped(ProviderError):
+    """The tier failed repeatedly and is skipped for a cool-down (its circuit breaker is open)."""
+
+
 class ProviderTimeout(ProviderError):
     retryable = True
 

@@ -758,7 +758,9 @@ class _Runner:
     async def _run(self, contender: Contender, task: Task) -> Outcome:
         providers = self._providers.get(contender.key)
         if providers is None:
-            providers = self._providers[contender.key] = Providers(contender.settings)
+            # No circuit breaker: every task is put to every model, even one that is down.
+            providers = Providers(contender.settings, breaker=None)
+            self._providers[contender.key] = providers
         async with self._slots:
             outcome = await answer(providers, contender, task)
         if self._progress is not None:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import openai
 
+from mmx_lsp.breaker import Breaker
 from mmx_lsp.config import ProviderConfig, Settings, TierConfig, key_env_label, looks_like_key
 from mmx_lsp.errors import (
     BadResponse,
@@ -27,6 +28,7 @@ from mmx_lsp.errors import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
+    TierSkipped,
 )
 from mmx_lsp.pricing import Price, Usage, cost_usd
 
@@ -46,6 +48,9 @@ _KEY_SHAPES = (
     re.compile(r"(?i)((?:api[-_]?key|x-api-key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
 )
 _MIN_SECRET_LEN = 4
+# Failures that say the endpoint is down (counted by the tier's circuit breaker); a 429 says
+# it is up and busy, a 4xx that the request itself was refused.
+_OUTAGES = (ProviderUnavailable, ProviderTimeout, BadResponse)
 
 
 @dataclass(frozen=True)
@@ -226,7 +231,9 @@ class Providers:
     instance: build a new `Providers` (and `aclose` the old one) when they change.
     `backoff_s` is the first retry delay (doubled each retry, at most `max_backoff_s`); a
     `Retry-After` from the endpoint replaces it. `environ` (default `os.environ`) is where
-    the API keys are read, at call time.
+    the API keys are read, at call time. Each tier has a circuit breaker (`mmx_lsp.breaker`,
+    `breaker=None` for none): after repeated outages its calls fail at once with
+    `TierSkipped` for a cool-down.
     """
 
     def __init__(
@@ -236,12 +243,16 @@ class Providers:
         *,
         backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
+        breaker: Callable[[str], Breaker] | None = Breaker,
     ) -> None:
         self._settings = settings
         self._environ: Mapping[str, str] = environ if environ is not None else os.environ
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
         self._clients: dict[str, openai.AsyncOpenAI] = {}
+        # None: every call goes through (the eval measures each model on every task).
+        self._new_breaker = breaker or (lambda tier: Breaker(tier, failures_to_open=1 << 62))
+        self.breakers: dict[str, Breaker] = {}
 
     # ------------------------------------------------------------------ configuration
 
@@ -349,6 +360,31 @@ class Providers:
         a key. Cancelling the awaiting task closes the HTTP stream.
         """
         target = self._target(request.tier)
+        breaker = self.breakers.get(request.tier)
+        if breaker is None:
+            breaker = self.breakers[request.tier] = self._new_breaker(request.tier)
+        skipped = breaker.skip_reason()
+        if skipped is not None:
+            raise TierSkipped(skipped)
+        try:
+            reply = await self._complete(target, request, breaker, deadline_s, on_text)
+        except asyncio.CancelledError:
+            breaker.abandoned()
+            raise
+        except ProviderError:
+            breaker.abandoned()  # a refused request (4xx, 429) says nothing of an outage
+            raise
+        breaker.succeeded()
+        return reply
+
+    async def _complete(
+        self,
+        target: _Target,
+        request: ModelRequest,
+        breaker: Breaker,
+        deadline_s: float,
+        on_text: Callable[[str], None] | None,
+    ) -> ModelReply:
         secrets = self.secrets()
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -363,12 +399,16 @@ class Providers:
                 async with asyncio.timeout(remaining):
                     reply = await self._attempt(target, request, remaining, on_text)
             except TimeoutError:
+                breaker.failed()
                 raise ProviderTimeout(
                     f"{target.where}: no complete answer within {deadline_s:g} s"
                 ) from None
             except ProviderError as exc:
                 delay = self._delay(exc, attempts)
                 retries_left = attempts <= target.provider_config.max_retries
+                if isinstance(exc, _OUTAGES) and breaker.failed():
+                    # The tier keeps failing: no more retries, the caller falls back now.
+                    raise _clean(exc, secrets, f"; {breaker.skip_reason()}") from None
                 if not exc.retryable or not retries_left:
                     raise _clean(exc, secrets) from None
                 if loop.time() + delay >= end:
