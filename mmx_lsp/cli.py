@@ -46,8 +46,22 @@ def _parser() -> argparse.ArgumentParser:
         "replay",
         help="replay a recorded editing session through the server, with no key and no network",
     )
-    replay.add_argument("session", type=Path, help="a session file (fixtures/sessions/*/*.jsonl)")
+    replay.add_argument(
+        "sessions", nargs="+", type=Path, help="session files (fixtures/sessions/*/*.jsonl)"
+    )
     replay.add_argument("--json", action="store_true", help="print the decisions as JSON")
+    replay.add_argument(
+        "--verbose", action="store_true", help="list every decision before the account"
+    )
+    replay.add_argument(
+        "--realtime", action="store_true", help="at the recorded pace (default: as fast as it goes)"
+    )
+    replay.add_argument(
+        "--no-record",
+        dest="record",
+        action="store_false",
+        help="leave the demo metrics database (`stats --demo`) as it is",
+    )
 
     sub.add_parser("serve", help="serve the LSP over stdio (the default)")
     for name, text in {**METRICS_COMMANDS, EVAL_COMMAND: EVAL_HELP}.items():
@@ -97,7 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         from mmx_lsp import replay
 
         try:
-            return replay.main(args.session, json_output=args.json)
+            return replay.main(
+                args.sessions,
+                json_output=args.json,
+                verbose=args.verbose,
+                realtime=args.realtime,
+                record=args.record,
+            )
         except BrokenPipeError:
             sys.stderr.close()
             return 0

@@ -230,6 +230,12 @@ def default_path() -> Path:
     return Path(platformdirs.user_data_dir("mmx", appauthor=False)) / "metrics.sqlite3"
 
 
+def demo_path() -> Path:
+    """`demo.sqlite3` in the user data directory: what `mmx-lsp replay` records, apart from
+    the requests of real editing (`stats --demo` and `report --demo` read it)."""
+    return default_path().with_name("demo.sqlite3")
+
+
 def path_from_settings(settings: Settings) -> Path:
     configured = settings.metrics.path
     return Path(configured).expanduser() if configured else default_path()

@@ -1,16 +1,19 @@
 """Replay a recorded editing session through the real server (stdio), in preview mode.
 
 A session file has one JSON object a line: `{"ms": <time since the start>, "message": <a
-JSON-RPC message the editor sent>}` (fixtures/sessions/vscode/make_session.py writes one). The
-replay starts `python -m mmx_lsp` as an editor would, with no API key, isolated user
-directories and every provider pointed at an address that is never contacted, so nothing
-leaves the machine: each request is routed and priced, and no model is called. It sends the
-messages in order, waiting for each request's answer, and collects the `mmx/status` of every
-routed request.
+JSON-RPC message the editor sent>}` (fixtures/sessions/vscode/make_session.py and
+make_hour.py write them). The replay starts `python -m mmx_lsp` as an editor would, with no
+API key, isolated user directories and every provider pointed at an address that is never
+contacted, so nothing leaves the machine: each request is routed and priced, and no model is
+called. It sends the messages in order and collects the `mmx/status` of every routed request;
+the server records each request in the demo metrics database (`metrics.demo_path()`), which
+`mmx-lsp stats --demo` and `report --demo` read.
 
-`$/cancelRequest` messages of the recording are not sent: the replay waits for each answer,
-so the request has already been answered; such requests are counted as cancelled by the
-editor (with a real model their calls would have been aborted).
+By default it goes as fast as the server answers: a completion the editor asked for by itself
+and did not cancel is sent as asked for by the user, so the server does not wait for typing
+to pause (the routing is the same). With `realtime` every message goes at its recorded time,
+as recorded. Either way a request the recording cancels is sent and then cancelled with the
+recorded `$/cancelRequest`, without waiting for its answer.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import asyncio
 import contextlib
 import json
 import os
+import sqlite3
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -56,25 +61,48 @@ class Decision:
     def tier(self) -> str:
         return str(self.status.get("tier", "?"))
 
+    @property
+    def kind(self) -> str:
+        return str(self.status.get("kind", "?"))
+
     def estimate(self, tier: str) -> Decimal:
         value = (self.status.get("estimate_usd") or {}).get(tier)
         return Decimal(str(value)) if value is not None else Decimal(0)
 
 
 @dataclass
+class Recorded:
+    """What the server wrote into the demo database."""
+
+    path: Path
+    requests: int = 0
+    cancelled: int = 0
+    cached: int = 0
+    reused: int = 0
+
+
+@dataclass
 class Result:
+    sessions: list[Path] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     keystrokes: int = 0
     messages: int = 0
     listings: int = 0
-    skipped_cancels: int = 0
+    # Routed requests sent, and those the editor cancelled in the recording.
+    requests: int = 0
+    cancelled: int = 0
+    recorded_ms: int = 0
+    seconds: float = 0.0
+    files: set[str] = field(default_factory=set)
+    recorded: Recorded | None = None
 
     def total(self, tier: str | None = None) -> Decimal:
         """Estimated cost of the routed choices (or of always using `tier`)."""
         return sum((d.estimate(tier or d.tier) for d in self.decisions), Decimal(0))
 
 
-def read_session(path: Path) -> Iterator[dict[str, Any]]:
+def read_session(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(milliseconds since the start, message) of each line of a session file."""
     try:
         lines = path.read_text("utf-8").splitlines()
     except OSError as exc:
@@ -89,11 +117,13 @@ def read_session(path: Path) -> Iterator[dict[str, Any]]:
         message = record.get("message") if isinstance(record, dict) else None
         if not isinstance(message, dict) or "method" not in message:
             raise ReplayError(f"{path}:{number}: expected {{'ms': …, 'message': {{method, …}}}}")
-        yield message
+        ms = record.get("ms", 0)
+        yield (int(ms) if isinstance(ms, int | float) else 0), message
 
 
-def preview_options(options: Any) -> dict[str, Any]:
-    """The recorded initializationOptions with every provider made unreachable and keyless."""
+def preview_options(options: Any, database: Path | None = None) -> dict[str, Any]:
+    """The recorded initializationOptions with every provider made unreachable and keyless,
+    and the metrics going to `database` (none when it is None)."""
     merged: dict[str, Any] = dict(options) if isinstance(options, dict) else {}
     providers = merged.get("providers")
     names = list(providers) if isinstance(providers, dict) else []
@@ -108,6 +138,8 @@ def preview_options(options: Any) -> dict[str, Any]:
         providers[name] = entry
     merged["providers"] = providers
     merged["cache"] = {"backend": "off"}
+    if database is not None:
+        merged["metrics"] = {"path": str(database)}
     return merged
 
 
@@ -195,26 +227,55 @@ class _Connection:
             await self._reader
 
 
-def _position(message: dict[str, Any]) -> str:
+def _where(message: dict[str, Any]) -> str:
+    """`file:line:col` of a completion, `file:first-last` (lines) of an action's selection."""
     params = message.get("params") or {}
+    data: dict[str, Any] = params["data"] if isinstance(params.get("data"), dict) else {}
+    uri = (params.get("textDocument") or {}).get("uri") or data.get("uri") or ""
+    name = uri.rsplit("/", 1)[-1]
     where = params.get("position")
-    if where is None:
-        data = params.get("data")
-        rng = (data.get("range") if isinstance(data, dict) else None) or params.get("range")
-        where = rng.get("start") if isinstance(rng, dict) else None
-    if not isinstance(where, dict):
-        return ""
-    return f"{where.get('line', 0) + 1}:{where.get('character', 0) + 1}"
+    if isinstance(where, dict):
+        return f"{name}:{where.get('line', 0) + 1}:{where.get('character', 0) + 1}"
+    rng = data.get("range") or params.get("range")
+    if not isinstance(rng, dict):
+        return name
+    start, end = rng.get("start") or {}, rng.get("end") or {}
+    last = end.get("line", 0) + (1 if end.get("character", 0) else 0)
+    return f"{name}:{start.get('line', 0) + 1}-{max(last, start.get('line', 0) + 1)}"
+
+
+def _invoked(message: dict[str, Any]) -> dict[str, Any]:
+    """The completion request as if the user had asked for it (no typing pause to wait)."""
+    params = dict(message.get("params") or {})
+    params["context"] = {**(params.get("context") or {}), "triggerKind": 1}
+    return {**message, "params": params}
 
 
 async def replay(
-    path: Path, *, server: list[str] | None = None, stderr: IO[str] | None = None
+    path: Path,
+    *,
+    server: list[str] | None = None,
+    stderr: IO[str] | None = None,
+    realtime: bool = False,
+    database: Path | None = None,
+    result: Result | None = None,
 ) -> Result:
-    """Send the session to a fresh server process; the statuses it reported, in order."""
-    messages = list(read_session(path))
+    """Send the session to a fresh server process; the statuses it reported, in order.
+
+    At the recorded pace with `realtime`; else as fast as the server answers, with the
+    completions the editor asked for by itself and did not cancel sent as asked for by the
+    user (the same routing, without the server's pause for typing). A request the recording
+    cancels is sent, and cancelled, as recorded. The server records into `database`."""
+    records = list(read_session(path))
+    cancelled = {
+        (m.get("params") or {}).get("id") for _, m in records if m["method"] == "$/cancelRequest"
+    }
     command = server or [sys.executable, "-m", "mmx_lsp"]
-    result = Result(messages=len(messages))
-    answered: set[Any] = set()
+    result = result if result is not None else Result()
+    result.sessions.append(path)
+    result.messages += len(records)
+    result.recorded_ms += int(records[-1][0]) if records else 0
+    in_flight: list[asyncio.Future[Any]] = []
     with tempfile.TemporaryDirectory(prefix="mmx-replay-") as home:
         process = await asyncio.create_subprocess_exec(
             *command,
@@ -224,35 +285,41 @@ async def replay(
             env=_environment(Path(home)),
         )
         connection = _Connection(process)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
-            for message in messages:
+            for ms, message in records:
+                if realtime:
+                    await asyncio.sleep(max(0.0, began + ms / 1000 - loop.time()))
                 method = message["method"]
                 if method == "initialize":
                     params = dict(message.get("params") or {})
                     params["initializationOptions"] = preview_options(
-                        params.get("initializationOptions")
+                        params.get("initializationOptions"), database
                     )
                     message = {**message, "params": params}
-                if method == "$/cancelRequest":
-                    request_id = (message.get("params") or {}).get("id")
-                    for decision in reversed(result.decisions):
-                        if decision.number == request_id:
-                            decision.cancelled = True
-                            break
-                    if request_id in answered:
-                        result.skipped_cancels += 1
-                        continue
                 if method == "textDocument/didChange":
                     result.keystrokes += 1
+                    uri = ((message.get("params") or {}).get("textDocument") or {}).get("uri")
+                    result.files.add(str(uri).rsplit("/", 1)[-1])
                 if method == "exit":
                     await connection.send(message)
                     break
                 if "id" not in message:
                     await connection.send(message)
                     continue
+                if method in ROUTED:
+                    result.requests += 1
+                if message["id"] in cancelled:
+                    # The editor cancels it when the next key comes: sent, not waited for.
+                    result.cancelled += 1
+                    in_flight.append(asyncio.ensure_future(connection.request(message)))
+                    continue
+                sent = message
+                if not realtime and method in ROUTED and method != "codeAction/resolve":
+                    sent = _invoked(message)
                 before = len(connection.statuses)
-                await connection.request(message)
-                answered.add(message["id"])
+                await connection.request(sent)
                 if method in ROUTED:
                     # An inline completion's status follows its answer (the ghost text first).
                     await connection.status_after(before)
@@ -260,8 +327,9 @@ async def replay(
                     result.listings += 1
                 for status in connection.statuses[before:]:
                     result.decisions.append(
-                        Decision(message["id"], method, _position(message), status)
+                        Decision(message["id"], method, _where(message), status)
                     )
+            await asyncio.gather(*in_flight, return_exceptions=True)
             try:
                 await asyncio.wait_for(process.wait(), 10)
             except TimeoutError:
@@ -275,84 +343,69 @@ async def replay(
     return result
 
 
-# ------------------------------------------------------------------------------- printing
-
-_SHORT = {
-    "textDocument/inlineCompletion": "inline",
-    "textDocument/completion": "completion",
-    "codeAction/resolve": "action",
-}
-
-
-def _usd(amount: Decimal) -> str:
-    return f"${amount:.6f}"
-
-
-def report(result: Result, out: IO[str]) -> None:
-    out.write(
-        f"{'#':>4}  {'request':<8} {'at':>7}  {'kind':<10} {'tier':<8} {'model':<16} "
-        f"{'estimate':>10} {'premium':>10}\n"
-    )
-    for index, decision in enumerate(result.decisions, 1):
-        status = decision.status
-        note = "  (cancelled by the editor)" if decision.cancelled else ""
-        out.write(
-            f"{index:>4}  {_SHORT.get(decision.method, decision.method):<8} "
-            f"{decision.position:>7}  {status.get('kind', '?'):<10} {decision.tier:<8} "
-            f"{status.get('model', '?')!s:<16} {_usd(decision.estimate(decision.tier)):>10} "
-            f"{_usd(decision.estimate('premium')):>10}{note}\n"
-        )
-    routed, premium = result.total(), result.total("premium")
-    tiers: dict[str, int] = {}
-    for decision in result.decisions:
-        tiers[decision.tier] = tiers.get(decision.tier, 0) + 1
-    share = ", ".join(f"{count} {tier}" for tier, count in sorted(tiers.items()))
-    cancelled = sum(1 for d in result.decisions if d.cancelled)
-    out.write("\n")
-    out.write(
-        f"{result.keystrokes} keystrokes, {len(result.decisions)} routed requests ({share}), "
-        f"{result.listings} code action listings; {cancelled} requests were cancelled by the "
-        "editor when the next key came\n"
-    )
-    saved = premium - routed
-    percent = (saved / premium * 100) if premium else Decimal(0)
-    out.write(
-        f"total: routed {_usd(routed)} vs always-premium {_usd(premium)}: "
-        f"{_usd(saved)} less ({percent:.1f}%)\n"
-    )
-    out.write("preview mode: no API key, no network; costs are the router's estimates\n")
-
-
-def as_json(result: Result) -> dict[str, Any]:
-    routed, premium = result.total(), result.total("premium")
-    return {
-        "keystrokes": result.keystrokes,
-        "listings": result.listings,
-        "decisions": [
-            {
-                "request": d.number,
-                "method": d.method,
-                "at": d.position,
-                "kind": d.status.get("kind"),
-                "tier": d.tier,
-                "model": d.status.get("model"),
-                "estimate_usd": str(d.estimate(d.tier)),
-                "premium_usd": str(d.estimate("premium")),
-                "cancelled": d.cancelled,
-                "preview": d.status.get("preview"),
-                "latency_ms": d.status.get("latency_ms"),
-            }
-            for d in result.decisions
-        ],
-        "total_usd": str(routed),
-        "always_premium_usd": str(premium),
-    }
-
-
-def main(path: Path, *, json_output: bool = False, out: IO[str] = sys.stdout) -> int:
+def read_recorded(path: Path) -> Recorded:
+    """Counts of what the server wrote into the database at `path`."""
+    recorded = Recorded(path)
+    if not path.exists():
+        return recorded
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
     try:
-        result = asyncio.run(replay(path))
-    except ReplayError as exc:
+        row = conn.execute(
+            "SELECT count(*), coalesce(sum(cancelled), 0), coalesce(sum(cached), 0),"
+            " coalesce(sum(coalesce(json_extract(extra, '$.reused'), 0)), 0) FROM requests"
+        ).fetchone()
+    finally:
+        conn.close()
+    recorded.requests, recorded.cancelled, recorded.cached, recorded.reused = map(int, row)
+    return recorded
+
+
+def remove_database(path: Path) -> None:
+    """A fresh demo database for each replay (SQLite's journal files included)."""
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm", f"{path.name}-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            (path.parent / name).unlink()
+
+
+def run(
+    paths: Sequence[Path],
+    *,
+    realtime: bool = False,
+    database: Path | None = None,
+    stderr: IO[str] | None = None,
+) -> Result:
+    """Replay each session in turn, recording into `database` (replaced)."""
+    if database is not None:
+        remove_database(database)
+        database.parent.mkdir(parents=True, exist_ok=True)
+    result = Result()
+    started = time.monotonic()
+    for path in paths:
+        asyncio.run(
+            replay(path, realtime=realtime, database=database, result=result, stderr=stderr)
+        )
+    result.seconds = time.monotonic() - started
+    if database is not None:
+        result.recorded = read_recorded(database)
+    return result
+
+
+def main(
+    paths: Sequence[Path],
+    *,
+    json_output: bool = False,
+    verbose: bool = False,
+    realtime: bool = False,
+    record: bool = True,
+    out: IO[str] = sys.stdout,
+) -> int:
+    from mmx_lsp import metrics
+    from mmx_lsp.replay_account import account, as_json, every_decision
+
+    database = metrics.demo_path() if record else None
+    try:
+        result = run(paths, realtime=realtime, database=database)
+    except (ReplayError, sqlite3.Error) as exc:
         print(f"mmx-lsp replay: {exc}", file=sys.stderr)
         return 1
     if not result.decisions:
@@ -361,6 +414,9 @@ def main(path: Path, *, json_output: bool = False, out: IO[str] = sys.stdout) ->
     if json_output:
         json.dump(as_json(result), out, indent=2)
         out.write("\n")
-    else:
-        report(result, out)
+        return 0
+    if verbose:
+        every_decision(result, out)
+        out.write("\n")
+    account(result, out)
     return 0

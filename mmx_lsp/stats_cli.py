@@ -52,14 +52,22 @@ def _settings(workspace: Path) -> Settings:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, help="metrics database (default: from the settings)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--db", type=Path, help="metrics database (default: from the settings)")
+    where.add_argument(
+        "--demo",
+        action="store_true",
+        help=f"the demo database that `mmx-lsp replay` records ({metrics.demo_path()})",
+    )
     parser.add_argument(
         "--workspace", type=Path, default=Path.cwd(), help="workspace root for mmx.toml"
     )
 
 
 def _database(args: argparse.Namespace, settings: Settings | None = None) -> Path:
-    """`--db`, else the settings' metrics database."""
+    """`--db`, `--demo`'s database, else the settings' metrics database."""
+    if getattr(args, "demo", False):
+        return metrics.demo_path()
     if args.db is not None:
         return Path(args.db).expanduser()
     return metrics.path_from_settings(settings or _settings(args.workspace))
