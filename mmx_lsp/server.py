@@ -107,18 +107,28 @@ def _describe_decode_error(exc: Exception) -> str:
     return "; ".join(details)[:300]
 
 
+# What pygls logs, with a traceback, for every unreadable message (by logger).
+_READ_ERRORS = {
+    "pygls.io_": "Unable to handle message",
+    "pygls.protocol.json_rpc": "Unable to deserialize message",
+}
+
+
 class _OneLineReadErrors(logging.Filter):
-    """Drops the traceback pygls' read loop logs for every unreadable message; the error
-    handler (`MmxServer.report_server_error`) logs one line saying what was wrong."""
+    """Drops the traceback pygls logs for every unreadable message; one line saying what was
+    wrong is logged instead (`MmxServer.report_server_error`, `MmxProtocol.structure_message`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and record.msg == "Unable to handle message")
+        # One logs the traceback as exc_info, the other formats it into the message.
+        prefix = _READ_ERRORS.get(record.name)
+        return prefix is None or not str(record.msg).startswith(prefix)
 
 
 def _quiet_read_errors() -> None:
-    logger = logging.getLogger("pygls.io_")
-    if not any(isinstance(f, _OneLineReadErrors) for f in logger.filters):
-        logger.addFilter(_OneLineReadErrors())
+    for name in _READ_ERRORS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OneLineReadErrors) for f in logger.filters):
+            logger.addFilter(_OneLineReadErrors())
 
 
 class _TolerantReader:

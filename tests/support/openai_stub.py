@@ -18,6 +18,7 @@ Behaviour is plain attributes, changeable from a test at any time:
 * ``mode`` — ``"ok"``, ``"500"``, ``"429"`` (with ``Retry-After: retry_after``), ``"401"``
   (echoes the refused key in its message, as OpenAI does), ``"slow"``
   (waits ``delay_s`` before answering), ``"garbage"`` (a body that is not JSON),
+  ``"bad_sse"`` (a stream whose second event is cut-off JSON),
   ``"disconnect"`` (closes the connection in the middle of the body);
 * ``queue_modes("429", "ok")`` — modes used by the next requests, one each, before ``mode``;
 * ``cached_tokens`` — reported as ``usage.prompt_tokens_details.cached_tokens``;
@@ -30,7 +31,9 @@ Behaviour is plain attributes, changeable from a test at any time:
   ``echo: true`` shows the suffix before the prefix, as a server that puts it there would).
 
 ``disconnects`` counts streams the client closed before the end; ``wait_for_disconnect()``
-blocks until one happened.
+blocks until one happened. ``completed`` lists the calls answered in full (the whole body, or
+every event of a stream through ``[DONE]``), each as ``{"model", "prompt_tokens",
+"completion_tokens", "body"}``: what a provider would bill, for tests that check the bill.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from types import TracebackType
 from typing import Any
 
 DEFAULT_REPLY = "return a + b"
-MODES = ("ok", "500", "429", "401", "slow", "garbage", "disconnect")
+MODES = ("ok", "500", "429", "401", "slow", "garbage", "bad_sse", "disconnect")
 FIM_MODES = ("ok", "reject", "swap")
 KNOWN_MODELS = ("stub-cheap", "stub-premium", "stub-model")
 
@@ -115,6 +118,7 @@ class StubServer:
         self.requests: list[dict[str, Any]] = []
         self.request_headers: list[dict[str, str]] = []
         self.disconnects = 0
+        self.completed: list[dict[str, Any]] = []
         self._modes: collections.deque[str] = collections.deque()
         self._lock = threading.Lock()
         self._disconnected = threading.Event()
@@ -155,6 +159,7 @@ class StubServer:
             self._modes.clear()
             self.requests.clear()
             self.request_headers.clear()
+            self.completed.clear()
             self.disconnects = 0
             self._disconnected.clear()
         self.reply = None
@@ -197,6 +202,18 @@ class StubServer:
         with self._lock:
             self.requests.append(body)
             self.request_headers.append(headers)
+
+    def _note_completed(self, body: dict[str, Any], model: str, text: str) -> None:
+        usage = self._usage(body, text)
+        with self._lock:
+            self.completed.append(
+                {
+                    "model": model,
+                    "prompt_tokens": usage["prompt_tokens"],
+                    "completion_tokens": usage["completion_tokens"],
+                    "body": body,
+                }
+            )
 
     def _note_disconnect(self) -> None:
         with self._lock:
@@ -331,6 +348,9 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "garbage":
             self._garbage(stream)
             return
+        if mode == "bad_sse" and stream:
+            self._bad_sse(chat)
+            return
 
         suffix = body.get("suffix") if not chat else None
         if isinstance(suffix, str) and stub.fim == "reject":
@@ -378,6 +398,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _bad_sse(self, chat: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        first: dict[str, Any] = (
+            {"index": 0, "delta": {"role": "assistant", "content": "re"}, "finish_reason": None}
+            if chat
+            else {"index": 0, "text": "re", "logprobs": None, "finish_reason": None}
+        )
+        event = {"id": "bad", "object": "chunk", "created": 0, "model": "m", "choices": [first]}
+        try:
+            self._write_chunk(b"data: " + json.dumps(event).encode() + b"\n\n")
+            self._write_chunk(b'data: {"id": "bad", "choices": [{"delta": {"content": "tu\n\n')
+            self._write_chunk(b"data: [DONE]\n\n")
+            self._write_chunk(b"")
+        except _ClientGone:
+            self.close_connection = True
+
     def _whole(self, body: dict[str, Any], chat: bool, model: str, text: str) -> None:
         usage = self.server_stub._usage(body, text)
         choice: dict[str, Any]
@@ -400,6 +439,7 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": usage,
         }
         self._send_json(200, payload, self._cost_headers())
+        self.server_stub._note_completed(body, model, text)
 
     def _events(
         self, body: dict[str, Any], chat: bool, model: str, text: str
@@ -458,6 +498,8 @@ class _Handler(BaseHTTPRequestHandler):
         except _ClientGone:
             self.close_connection = True
             stub._note_disconnect()
+            return
+        stub._note_completed(body, model, text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,383 @@
+"""Reliability under stress: the real server process against loopback providers with faults.
+
+Every request is answered; every provider call that completed is billed exactly once (the
+stubs' own count of completed calls, priced independently, against the metrics database and
+the session's stats); no row is lost at a clean exit or at EOF; nothing excluded is ever sent;
+no key shows up anywhere; hostile input (malformed JSON-RPC, lone surrogates, binary and huge
+documents) gets an answer, not an internal error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+from tests.e2e.conftest import isolated_env, open_text, stop
+from tests.e2e.test_model_calls import (
+    CHEAP_PRICE,
+    MILLION,
+    PREMIUM_PRICE,
+    collect_statuses,
+    eventually,
+    settings,
+)
+from tests.support.openai_stub import StubServer
+
+pytestmark = pytest.mark.e2e
+
+CANARY_KEY = "sk-canary-Qm7Zp4Lx9Vt2Wr8Ys5Nb3Kd6"
+PRICES = {"stub-cheap": CHEAP_PRICE, "stub-premium": PREMIUM_PRICE}
+ANSWER_S = 15.0  # generous: a loaded CI machine
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+async def start_logged(
+    tmp: Path, init_options: Any, env: dict[str, str] | None = None
+) -> LanguageClient:
+    """The server as an editor starts it, logging at -v to `tmp/server.log`."""
+    config = ClientServerConfig(
+        server_command=[
+            sys.executable,
+            "-m",
+            "mmx_lsp",
+            "--log-file",
+            str(tmp / "server.log"),
+            "-v",
+        ],
+        server_env={**isolated_env(tmp), "MMX_TEST_KEY": CANARY_KEY, **(env or {})},
+    )
+    client = await config.start()
+    assert isinstance(client, LanguageClient)
+    await client.initialize_session(
+        types.InitializeParams(
+            capabilities=client_capabilities("visual_studio_code"),
+            root_uri=tmp.as_uri(),
+            workspace_folders=[types.WorkspaceFolder(uri=tmp.as_uri(), name=tmp.name)],
+            initialization_options=init_options,
+        )
+    )
+    return client
+
+
+def with_retries(options: dict[str, Any], provider: str, retries: int) -> dict[str, Any]:
+    options["providers"][provider]["max_retries"] = retries
+    return options
+
+
+async def ask(client: LanguageClient, uri: str, line: int, character: int = 4) -> list[str]:
+    """An inline completion the user asked for (no debounce); the texts offered."""
+    result = await asyncio.wait_for(
+        client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri),
+                position=types.Position(line, character),
+                context=types.InlineCompletionContext(
+                    trigger_kind=types.InlineCompletionTriggerKind.Invoked
+                ),
+            )
+        ),
+        ANSWER_S,
+    )
+    if result is None:
+        return []
+    found = result.items if isinstance(result, types.InlineCompletionList) else result
+    return [item.insert_text for item in found if isinstance(item.insert_text, str)]
+
+
+def functions(count: int) -> str:
+    """`count` functions with an empty body line each (at rows 1, 3, 5 …)."""
+    return "".join(f"def f{i}(a, b):\n    \n" for i in range(count))
+
+
+def billed_by_stubs(*stubs: StubServer) -> tuple[Decimal, int]:
+    """What the providers would bill for the calls they completed, priced independently."""
+    total, calls = Decimal(0), 0
+    for stub in stubs:
+        for call in stub.completed:
+            price_in, price_out = PRICES[call["model"]]
+            total += (call["prompt_tokens"] * price_in + call["completion_tokens"] * price_out) / (
+                MILLION
+            )
+            calls += 1
+    return total, calls
+
+
+def database(tmp: Path) -> list[dict[str, Any]]:
+    (path,) = (tmp / "xdg_data_home").rglob("metrics.sqlite3")
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def billed_in_database(rows: list[dict[str, Any]]) -> tuple[Decimal, int]:
+    """The total cost of the rows and the number of model calls they say were answered."""
+    total = sum((Decimal(r["cost_usd"]) for r in rows), Decimal(0))
+    calls = sum(len(json.loads(r["attempts"] or "[]")) for r in rows)
+    return total, calls
+
+
+# --------------------------------------------------------------------------- provider faults
+
+
+async def test_every_provider_fault_is_answered_and_every_completed_call_billed_once(
+    tmp_path: Path,
+) -> None:
+    with StubServer(reply="return a + b") as cheap, StubServer(reply="return a - b") as premium:
+        options = with_retries(settings(tmp_path, cheap, premium), "cheapco", 1)
+        cheap.retry_after = 0.2
+        cheap.delay_s = 0.3
+        client = await start_logged(tmp_path, options)
+        statuses = collect_statuses(client)
+        try:
+            uri = open_text(client, (tmp_path / "f.py").as_uri(), functions(40), "python")
+            line = iter(range(1, 80, 2))
+            # (cheap tier's modes for the call and its retry, premium's mode, expected answer)
+            matrix = [
+                (("500", "500"), "ok", "return a - b"),  # falls back to premium
+                (("429", "ok"), "ok", "return a + b"),  # waits for Retry-After, retried
+                (("slow",), "ok", "return a + b"),
+                (("garbage",), "ok", "return a - b"),
+                (("bad_sse",), "ok", "return a - b"),
+                (("disconnect", "disconnect"), "ok", "return a - b"),  # dropped mid-stream
+                (("500", "500"), "500", None),  # both tiers down: an empty answer
+            ]
+            asked = 0
+            for cheap_modes, premium_mode, expected in matrix:
+                cheap.queue_modes(*cheap_modes)
+                premium.mode = premium_mode
+                texts = await ask(client, uri, next(line))
+                assert texts == ([expected] if expected else []), cheap_modes
+                premium.mode = "ok"
+                # A healthy call between faults keeps the breaker closed: each fault is seen.
+                assert await ask(client, uri, next(line)) == ["return a + b"]
+                asked += 2
+            await eventually(lambda: len(statuses) == asked)
+            assert "HTTP 500" in statuses[-2].error
+            stats = await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(command="mmx.stats", arguments=[{}])
+            )
+        finally:
+            await stop(client)
+        expected_total, completed = billed_by_stubs(cheap, premium)
+    rows = database(tmp_path)
+    assert len(rows) == asked, "one row per request"
+    total, answered = billed_in_database(rows)
+    assert total == expected_total, "every completed call billed exactly once"
+    assert answered >= completed
+    assert Decimal(str(stats["totals"]["cost_usd"])).quantize(Decimal("0.000001")) == (
+        expected_total.quantize(Decimal("0.000001"))
+    )
+    session = sum((Decimal(s.cost_usd_exact) for s in statuses), Decimal(0))
+    assert session == expected_total
+
+
+# --------------------------------------------------------------------------- malformed JSON-RPC
+
+
+def _frame(body: bytes) -> bytes:
+    return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def _read_message(stream: Any) -> dict[str, Any]:
+    length = 0
+    while True:
+        line = stream.readline()
+        assert line, "the server closed its output"
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+        if line in (b"\r\n", b"\n") and length:
+            return json.loads(stream.read(length))
+
+
+def _reply_to(stream: Any, msg_id: object) -> dict[str, Any]:
+    while True:
+        message = _read_message(stream)
+        if "method" not in message and message.get("id") == msg_id:
+            return message
+
+
+def test_malformed_json_rpc_gets_error_replies_and_one_log_line_each(tmp_path: Path) -> None:
+    log_file = tmp_path / "server.log"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mmx_lsp", "--log-file", str(log_file), "-v"],
+        env=isolated_env(tmp_path),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert server.stdin is not None and server.stdout is not None
+    try:
+
+        def send(body: bytes) -> None:
+            assert server.stdin is not None
+            server.stdin.write(_frame(body))
+            server.stdin.flush()
+
+        send(
+            json.dumps(
+                {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}
+            ).encode()
+        )
+        assert "result" in _reply_to(server.stdout, 1)
+        send(b'{"jsonrpc": "2.0", "method": "initialized", "params": {}}')
+        bad_bodies = [
+            b'{"jsonrpc": "2.0", "id": 2, "method": "textDocument/inlineCompletion", "par',
+            b"\xff\xfe not utf-8 \x00",
+            b"[1, 2,",
+        ]
+        for body in bad_bodies:
+            send(body)
+            reply = _reply_to(server.stdout, None)
+            assert reply["error"]["code"] == -32700
+            assert reply["error"]["message"].startswith("Parse error")
+        # Valid JSON, params of the wrong shape: an error reply naming the method.
+        send(
+            json.dumps(
+                {"jsonrpc": "2.0", "id": 3, "method": "textDocument/codeAction", "params": 7}
+            ).encode()
+        )
+        assert "codeAction" in _reply_to(server.stdout, 3)["error"]["message"]
+        # And the server still answers.
+        send(json.dumps({"jsonrpc": "2.0", "id": 4, "method": "shutdown"}).encode())
+        assert _reply_to(server.stdout, 4).get("error") is None
+        send(b'{"jsonrpc": "2.0", "method": "exit"}')
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+    log = log_file.read_text("utf-8")
+    assert "Traceback" not in log
+    assert log.count("unreadable message from the editor") == len(bad_bodies)
+
+
+# --------------------------------------------------------------------------- hostile documents
+
+
+def _minified(chars: int) -> str:
+    unit = "function f(a,b){return a+b}var x=[1,2,3].map(function(v){return v*2});"
+    return (unit * (chars // len(unit) + 1))[:chars]
+
+
+async def test_surrogate_binary_and_huge_documents_are_served_without_stalls(
+    tmp_path: Path,
+) -> None:
+    with StubServer(reply="return a + b") as cheap, StubServer(reply="return a + b") as premium:
+        client = await start_logged(tmp_path, settings(tmp_path, cheap, premium))
+        statuses = collect_statuses(client)
+        try:
+            # Lone surrogates: tracked, served, and the user is told in words.
+            odd = open_text(
+                client,
+                (tmp_path / "odd.py").as_uri(),
+                "s = '\ud800'\ndef f(a, b):\n    \n",
+                "python",
+            )
+            assert await ask(client, odd, 2) == ["return a + b"]
+            assert any("unpaired UTF-16 surrogate" in m.message for m in client.messages)
+            # Binary content: an answer (scored by size), not an error.
+            blob = open_text(client, (tmp_path / "blob.bin").as_uri(), "\x00\x01ab\x00" * 999, "")
+            await ask(client, blob, 0, 2)
+            # 3.6 MB on one line: keystrokes do not stall other requests, and the estimate
+            # is what the prompt sent costs, not the whole line's price.
+            huge = open_text(
+                client, (tmp_path / "app.min.js").as_uri(), _minified(3_600_000), "javascript"
+            )
+            small = open_text(client, (tmp_path / "s.py").as_uri(), functions(3), "python")
+            column = 1_800_000
+            slowest = 0.0
+            for version in range(2, 22):
+                client.text_document_did_change(
+                    types.DidChangeTextDocumentParams(
+                        text_document=types.VersionedTextDocumentIdentifier(
+                            version=version, uri=huge
+                        ),
+                        content_changes=[
+                            types.TextDocumentContentChangePartial(
+                                range=types.Range(
+                                    types.Position(0, column), types.Position(0, column)
+                                ),
+                                text="x",
+                            )
+                        ],
+                    )
+                )
+                column += 1
+                started = time.monotonic()
+                decision = await client.workspace_execute_command_async(
+                    types.ExecuteCommandParams(
+                        command="mmx.explain",
+                        arguments=[{"uri": huge, "position": {"line": 0, "character": column}}],
+                    )
+                )
+                slowest = max(slowest, time.monotonic() - started)
+            assert slowest < 1.0, f"a keystroke's decision took {slowest:.2f} s"
+            started = time.monotonic()
+            assert await ask(client, small, 1) == ["return a + b"]
+            assert time.monotonic() - started < 2.0
+            await eventually(lambda: len(statuses) == 3)  # odd.py, blob.bin, s.py
+            await ask(client, huge, 0, column)
+            await eventually(lambda: len(statuses) == 4)
+            status = statuses[-1]
+            assert status.input_tokens > 1000, "the huge line's prompt (its budget's worth)"
+            estimate = Decimal(str(status.estimate_usd.cheap))
+            assert status.cost_usd > 0
+            assert (
+                Decimal(status.cost_usd_exact) / 2 <= estimate <= 2 * Decimal(status.cost_usd_exact)
+            ), (estimate, status.cost_usd_exact)
+            assert decision["estimate_usd"]["premium"] < 1
+            assert not [m for m in client.messages if "internal error" in m.message]
+        finally:
+            await stop(client)
+    assert "Traceback" not in (tmp_path / "server.log").read_text("utf-8")
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+async def test_a_canary_key_is_nowhere_but_in_the_authorization_header(tmp_path: Path) -> None:
+    with StubServer(reply="return a + b") as cheap, StubServer(reply="return a + b") as premium:
+        options = settings(tmp_path, cheap, premium)
+        # A second key pasted into api_key_env by mistake, on a provider no tier uses.
+        pasted = "sk-pasted-Hv3Jd8Lq2Mz7Rt5Wx9Cb4Np"
+        options["providers"]["spare"] = {"base_url": cheap.base_url, "api_key_env": pasted}
+        client = await start_logged(tmp_path, options)
+        statuses = collect_statuses(client)
+        try:
+            uri = open_text(client, (tmp_path / "f.py").as_uri(), functions(4), "python")
+            assert await ask(client, uri, 1) == ["return a + b"]
+            cheap.mode = premium.mode = "401"  # the stub echoes the refused key, as OpenAI does
+            assert await ask(client, uri, 3) == []
+            await eventually(lambda: len(statuses) == 2)
+            stats = await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(command="mmx.stats", arguments=[{}])
+            )
+        finally:
+            await stop(client)
+        assert cheap.request_headers[0]["authorization"] == f"Bearer {CANARY_KEY}"
+    seen = [json.dumps(stats)]
+    seen += [m.message for m in client.messages] + [m.message for m in client.log_messages]
+    seen += [repr(s) for s in statuses]
+    assert any("refused the key" in text for text in seen)
+    assert any("looks like a key itself" in text for text in seen)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "server.log" for p in files)
+    for secret in (CANARY_KEY, pasted):
+        assert not [text for text in seen if secret in text]
+        for path in files:
+            assert secret.encode() not in path.read_bytes(), path
