@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from lsprotocol import types
@@ -23,10 +24,15 @@ async def _drain(stream: asyncio.StreamReader) -> None:
 
 
 async def start_server(
-    init: Any = None, capabilities: types.ClientCapabilities | None = None
+    init: Any = None,
+    capabilities: types.ClientCapabilities | None = None,
+    on_status: Callable[[Any], None] | None = None,
 ) -> LanguageClient:
-    """An initialized server; notifications the client does not handle are dropped."""
+    """An initialized server; notifications the client does not handle are dropped
+    (`on_status` receives each `mmx/status`)."""
     client = LanguageClient("bench", "1")
+    if on_status is not None:
+        client.feature("mmx/status")(lambda params: on_status(params))
     for method in ("window/logMessage", "window/showMessage", "mmx/status", "$/progress"):
         if method not in client.protocol.fm.features:
             client.feature(method)(lambda params: None)
