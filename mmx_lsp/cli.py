@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmx_lsp import __version__
+from mmx_lsp.kinds import KINDS
 
 if TYPE_CHECKING:
     from mmx_lsp.config import Loaded
-
-KINDS = ("inline", "completion", "refactor", "fix", "explain", "docstring")
+    from mmx_lsp.kinds import Kind
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -198,7 +198,7 @@ def _explain(args: argparse.Namespace) -> int:
         end = doc.clamp(end_row, end_col if end_col is not None else len(doc.line_text(end_row)))
         if col is None:
             start = (start[0], 0)
-    kind = args.kind or ("refactor" if end else "inline")
+    kind: Kind = args.kind or ("refactor" if end else "inline")
     decision = engine.decide(
         workspace_settings(Path.cwd()).settings, doc, Request(kind, start, end)
     )

@@ -13,12 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mmx_lsp.kinds import TIERS, Kind, Tier
+
 CONFIG_SCHEMA_VERSION = 1
 
-Kind = Literal["inline", "completion", "refactor", "fix", "explain", "docstring"]
-KINDS: tuple[str, ...] = ("inline", "completion", "refactor", "fix", "explain", "docstring")
-TierName = Literal["cheap", "premium"]
-TIERS: tuple[str, ...] = ("cheap", "premium")
 
 DEFAULT_EXCLUDE = [
     ".env",
@@ -110,7 +108,7 @@ class RuleWhen(_Section):
 
 class Rule(_Section):
     when: RuleWhen = Field(default_factory=RuleWhen)
-    tier: TierName
+    tier: Tier
 
 
 class RoutingConfig(_Section):
@@ -161,7 +159,7 @@ def _default_providers() -> dict[str, ProviderConfig]:
     return {"openai": ProviderConfig()}
 
 
-def _default_tiers() -> dict[TierName, TierConfig]:
+def _default_tiers() -> dict[Tier, TierConfig]:
     return {
         "cheap": TierConfig(provider="openai", model="gpt-5-mini"),
         "premium": TierConfig(provider="openai", model="gpt-5.5"),
@@ -173,7 +171,7 @@ class Settings(_Section):
 
     version: int = Field(default=CONFIG_SCHEMA_VERSION, ge=1)
     providers: dict[str, ProviderConfig] = Field(default_factory=_default_providers)
-    tiers: dict[TierName, TierConfig] = Field(default_factory=_default_tiers)
+    tiers: dict[Tier, TierConfig] = Field(default_factory=_default_tiers)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Sequence
 from decimal import Decimal
 
 from mmx_lsp.config import Settings
 from mmx_lsp.documents import Document
+from mmx_lsp.kinds import Kind, Tier
 from mmx_lsp.routing import Decision, route
 from mmx_lsp.scoring import Features, Request, for_kind, measure, score
+
+log = logging.getLogger("mmx_lsp")
 
 
 def new_request_id() -> str:
@@ -26,6 +31,25 @@ def remember(doc: Document, key: object, value: object) -> None:
     doc.memo[key] = value
 
 
+def excluded(settings: Settings, doc: Document) -> bool:
+    """Whether privacy.exclude keeps this document from every model."""
+    if settings.is_excluded(doc.path):
+        log.info("%s matches privacy.exclude: no model sees it", doc.path)
+        return True
+    return False
+
+
+def request_at(
+    doc: Document, kind: Kind, start: tuple[int, int], end: tuple[int, int] | None = None
+) -> Request:
+    """The request at LSP (line, character) `start` (a cursor) or `start`..`end`, clamped."""
+    r0 = doc.clamp(*start)
+    r1 = doc.clamp(*end) if end is not None else None
+    if r1 is not None and r1 < r0:
+        r0, r1 = r1, r0
+    return Request(kind, r0, r1)
+
+
 def measured(doc: Document, request: Request) -> Features:
     """`measure`, remembered until the document changes (an editor asks again at the same
     place: after a dismissed suggestion, for code actions and then their resolve)."""
@@ -41,7 +65,7 @@ def decide(
     doc: Document,
     request: Request,
     *,
-    override: tuple[str, str] | None = None,
+    override: tuple[Tier, str] | None = None,
     spent_today: Decimal = Decimal(0),
     request_id: str | None = None,
 ) -> Decision:
@@ -59,11 +83,11 @@ def decide_kinds(
     settings: Settings,
     doc: Document,
     request: Request,
-    kinds: list[str],
+    kinds: Sequence[Kind],
     *,
-    override: tuple[str, str] | None = None,
+    override: tuple[Tier, str] | None = None,
     spent_today: Decimal = Decimal(0),
-) -> dict[str, Decision]:
+) -> dict[Kind, Decision]:
     """Decisions for several kinds of request over the same place, measured once."""
     features = measured(doc, request)
     return {
@@ -79,7 +103,7 @@ def decide_features(
     doc: Document,
     features: Features,
     *,
-    override: tuple[str, str] | None = None,
+    override: tuple[Tier, str] | None = None,
     spent_today: Decimal = Decimal(0),
     request_id: str | None = None,
 ) -> Decision:

@@ -27,23 +27,18 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mmx_lsp import engine, pipeline
-from mmx_lsp.config import Kind, Settings
+from mmx_lsp import calls, cascade, engine
+from mmx_lsp.calls import Snapshot, take_snapshot
+from mmx_lsp.config import Settings
 from mmx_lsp.documents import Document, split_lines
 from mmx_lsp.errors import ProviderError
+from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, is_tier
 from mmx_lsp.languages import ALIASES, EXTENSIONS, SUPPORTED, parser_for, spec_for
-from mmx_lsp.pipeline import (
-    DEADLINE_S,
-    INLINE_KINDS,
-    Snapshot,
-    other_tier,
-    percentile,
-    take_snapshot,
-)
 from mmx_lsp.pricing import Price, Usage, price_for
 from mmx_lsp.providers import Providers, reply_cost
 from mmx_lsp.scoring import Request
-from mmx_lsp.verify import verify_edit
+from mmx_lsp.session import percentile
+from mmx_lsp.verify import Verdict, verify_edit
 
 CURSOR, START, END = "<|cursor|>", "<|start|>", "<|end|>"
 TASK_GLOB = "*.toml"
@@ -179,7 +174,7 @@ class Task:
 
     name: str
     path: Path
-    kind: str
+    kind: Kind
     language: str
     description: str
     code: str
@@ -554,7 +549,7 @@ class Contender:
     tier's own."""
 
     label: str
-    tier: str
+    tier: Tier
     model: str
     settings: Settings
     price: Price | None
@@ -565,13 +560,13 @@ class Contender:
         return self.tier, self.model
 
     @classmethod
-    def for_tier(cls, settings: Settings, tier: str, label: str | None = None) -> Contender:
-        config = settings.tiers[tier]  # type: ignore[index]
+    def for_tier(cls, settings: Settings, tier: Tier, label: str | None = None) -> Contender:
+        config = settings.tiers[tier]
         return cls(label or tier, tier, config.model, settings, price_for(config))
 
     @classmethod
-    def for_model(cls, settings: Settings, tier: str, model: str, label: str) -> Contender:
-        config = settings.tiers[tier]  # type: ignore[index]
+    def for_model(cls, settings: Settings, tier: Tier, model: str, label: str) -> Contender:
+        config = settings.tiers[tier]
         if model == config.model:
             return cls.for_tier(settings, tier, label)
         replaced = config.model_copy(
@@ -588,15 +583,18 @@ class Contender:
 
 def _contender(settings: Settings, entry: str) -> Contender:
     tiers = list(settings.tiers)
-    if entry in tiers:
+    if is_tier(entry):
         return Contender.for_tier(settings, entry)
-    tier, sep, model = entry.partition(":")
+    name, sep, model = entry.partition(":")
+    tier: Tier = "premium"
     if not sep:
-        tier, model = "premium", entry
-    elif tier not in tiers:
-        raise ValueError(f"--models {entry}: no tier {tier!r} (tiers: {', '.join(tiers)})")
+        model = entry
+    elif not is_tier(name):
+        raise ValueError(f"--models {entry}: no tier {name!r} (tiers: {', '.join(tiers)})")
     elif not model.strip():
         raise ValueError(f"--models {entry}: give the model id after the colon")
+    else:
+        tier = name
     return Contender.for_model(settings, tier, model.strip(), entry)
 
 
@@ -627,7 +625,7 @@ class Outcome:
     """One model's answer to one task, checked and priced (or the auto row's, summed)."""
 
     task: str
-    tier: str
+    tier: Tier
     model: str
     model_version: str  # the model the provider said answered ("" when it did not answer)
     answer: str
@@ -686,18 +684,18 @@ def snapshot(task: Task, doc: Document) -> Snapshot:
 
 def clean_answer(task: Task, snap: Snapshot, text: str) -> str:
     """The model's text cleaned up as the server does before showing or applying it."""
-    return pipeline.clean_answer(task.kind, snap, text)
+    return calls.clean_answer(task.kind, snap, text)
 
 
 async def answer(providers: Providers, contender: Contender, task: Task) -> Outcome:
     """One model call for one task, as Pipeline._attempt makes it, then the task's check."""
-    tier_config = contender.settings.tiers[contender.tier]  # type: ignore[index]
+    tier_config = contender.settings.tiers[contender.tier]
     snap = snapshot(task, task.document())
-    prompt = pipeline.build_prompt(task.kind, snap, tier_config, task.diagnostics)
-    request = pipeline.model_request(contender.tier, tier_config, task.kind, prompt)
+    prompt = calls.build_prompt(task.kind, snap, tier_config, task.diagnostics)
+    request = calls.model_request(contender.tier, tier_config, task.kind, prompt)
     started = time.perf_counter()
     try:
-        reply = await providers.complete(request, deadline_s=DEADLINE_S.get(task.kind, 30.0))
+        reply = await providers.complete(request, deadline_s=calls.deadline_s(task.kind))
     except ProviderError as exc:
         return Outcome(
             task=task.name,
@@ -771,10 +769,7 @@ class _Runner:
         """Use this model's results for its tier in the auto row."""
         self._tiers.setdefault(contender.tier, contender)
 
-    def usable(self, tier: str) -> bool:
-        return Providers(self.settings).configured(tier) is None
-
-    def tier(self, tier: str, task: Task) -> asyncio.Task[Outcome]:
+    def tier(self, tier: Tier, task: Task) -> asyncio.Task[Outcome]:
         """The tier as configured: the matrix's own result when it has one."""
         contender = self._tiers.get(tier)
         if contender is None:
@@ -782,30 +777,56 @@ class _Runner:
         return self.outcome(contender, task)
 
     async def auto(self, task: Task) -> Outcome:
-        """What the server would have answered: routing, fallback, one escalation."""
+        """What the server would have answered: routing, then the server's own cascade
+        (`cascade.run`) over the tiers' results (each tier is called once per task)."""
         decision = engine.decide(self.settings, task.document(), task.request())
-        route = tier = decision.tier
-        fallback = False
-        if not self.usable(tier):
-            tier, fallback = other_tier(tier), True
-        steps = [await self.tier(tier, task)]
-        if steps[-1].error is not None and not fallback and self.usable(other_tier(tier)):
-            tier, fallback = other_tier(tier), True
-            steps.append(await self.tier(tier, task))
-        final = steps[-1]
-        escalated = False
-        if (
-            final.error is None
-            and not final.verified
-            and tier == "cheap"
-            and self.settings.routing.cascade
-            and (final.answer.strip() or not task.cursor)
-            and self.usable("premium")
-        ):
-            steps.append(await self.tier("premium", task))
-            if steps[-1].error is None:
-                # A failed escalation keeps the cheap answer, as the server does.
-                final, escalated = steps[-1], True
+        snap = snapshot(task, task.document())
+        providers = Providers(self.settings)
+
+        async def attempt(tier: Tier) -> cascade.Reply:
+            outcome = await self.tier(tier, task)
+            if outcome.error is not None:
+                raise ProviderError(outcome.error)
+            return cascade.Reply(
+                text=outcome.answer,
+                model=outcome.model,
+                cost_usd=outcome.cost_usd,
+                usage=outcome.usage,
+                model_version=outcome.model_version,
+                latency_ms=outcome.latency_ms,
+            )
+
+        def verify(text: str) -> Verdict:
+            return verify_edit(snap.language, snap.text, snap.start, snap.end, text, task.kind)
+
+        flight = await cascade.run(
+            cascade.Flight(decision.tier),
+            task.kind,
+            configured=providers.configured,
+            attempt=attempt,
+            verify=verify,
+            escalation=cascade.OnFailedCheck(enabled=self.settings.routing.cascade),
+        )
+        if flight.preview is not None:
+            return Outcome(
+                task=task.name,
+                tier=decision.tier,
+                model=decision.model,
+                model_version="",
+                answer="",
+                passed=False,
+                reason=flight.preview,
+                verified=False,
+                verify_reason="no answer",
+                latency_ms=0.0,
+                usage=Usage(),
+                cost_usd=Decimal(0),
+                error=flight.preview,
+                route=decision.tier,
+                calls=0,
+            )
+        steps = [await self.tier(step.tier, task) for step in flight.steps]
+        final = await self.tier(flight.tier, task)
         answer, passed, reason = final.answer, final.passed, final.reason
         if final.error is None and not final.verified and not task.cursor:
             # The server applies no edit that fails its own check.
@@ -825,9 +846,9 @@ class _Runner:
             usage=sum((step.usage for step in steps), Usage()),
             cost_usd=sum((step.cost_usd for step in steps), Decimal(0)),
             error=final.error,
-            route=route,
-            escalated=escalated,
-            fallback=fallback,
+            route=decision.tier,
+            escalated=flight.escalated,
+            fallback=flight.fallback is not None,
             calls=len(steps),
             usage_estimated=any(step.usage_estimated for step in steps),
         )
@@ -1047,8 +1068,7 @@ async def evaluate(
         if auto:
             routed = await asyncio.gather(*routed_calls)
             prices_known = all(
-                price_for(settings.tiers[tier]) is not None  # type: ignore[index]
-                for tier in {o.tier for o in routed}
+                price_for(settings.tiers[tier]) is not None for tier in {o.tier for o in routed}
             )
             rows.append(Row("auto", "", "", tuple(routed), auto=True, price_known=prices_known))
     finally:

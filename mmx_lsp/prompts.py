@@ -6,10 +6,10 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from tree_sitter import Node
 
+from mmx_lsp.kinds import ActionKind
 from mmx_lsp.languages import IMPORT_TYPES, parser_for, spec_for
 
 FILL = "<FILL>"
@@ -25,8 +25,6 @@ TEMPLATE_VERSIONS: dict[str, str] = {
     "docstring": "docstring/1",
     "explain": "explain/1",
 }
-
-ActionKind = Literal["refactor", "fix", "docstring", "explain"]
 
 _COMMENT = {
     "python": "#",

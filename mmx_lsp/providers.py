@@ -30,6 +30,7 @@ from mmx_lsp.errors import (
     RateLimited,
     TierSkipped,
 )
+from mmx_lsp.kinds import Tier
 from mmx_lsp.pricing import Price, Usage, cost_usd
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ _OUTAGES = (ProviderUnavailable, ProviderTimeout, BadResponse)
 class ModelRequest:
     """One call: chat `messages` (api="chat") or a FIM `prompt` + `suffix` (api="completions")."""
 
-    tier: str
+    tier: Tier
     api: Literal["chat", "completions"]
     messages: list[dict[str, str]] | None
     prompt: str | None
@@ -256,9 +257,9 @@ class Providers:
 
     # ------------------------------------------------------------------ configuration
 
-    def configured(self, tier: str) -> str | None:
+    def configured(self, tier: Tier) -> str | None:
         """None when the tier can be called, else a sentence saying what to configure."""
-        tier_config = self._settings.tiers.get(tier)  # type: ignore[call-overload]
+        tier_config = self._settings.tiers.get(tier)
         if tier_config is None:
             return f"tier '{tier}' is not configured: add a [tiers.{tier}] section"
         provider = self._settings.providers.get(tier_config.provider)
@@ -300,11 +301,11 @@ class Providers:
             return PLACEHOLDER_KEY
         return None
 
-    def _target(self, tier: str) -> _Target:
+    def _target(self, tier: Tier) -> _Target:
         problem = self.configured(tier)
         if problem is not None:
             raise NotConfigured(problem)
-        tier_config = self._settings.tiers[tier]  # type: ignore[index]
+        tier_config = self._settings.tiers[tier]
         provider = self._settings.providers[tier_config.provider]
         return _Target(tier, tier_config, tier_config.provider, provider)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from mmx_lsp.config import Rule, Settings
+from mmx_lsp.kinds import Kind, Tier
 from mmx_lsp.pricing import Usage, cost_usd, format_usd, price_for
 from mmx_lsp.scoring import Features
 
@@ -18,11 +19,11 @@ OVERRIDE_SCOPES = ("next", "document", "session")
 class Overrides:
     """Tier overrides the user set: for the next request, per document, for the session."""
 
-    next: str | None = None
-    documents: dict[str, str] = field(default_factory=dict)
-    session: str | None = None
+    next: Tier | None = None
+    documents: dict[str, Tier] = field(default_factory=dict)
+    session: Tier | None = None
 
-    def lookup(self, uri: str) -> tuple[str, str] | None:
+    def lookup(self, uri: str) -> tuple[Tier, str] | None:
         """(tier, scope) of the override in force for a document, if any."""
         if self.next:
             return self.next, "next"
@@ -32,8 +33,8 @@ class Overrides:
             return self.session, "session"
         return None
 
-    def set(self, tier: str, scope: str, uri: str | None = None) -> None:
-        value = None if tier == "auto" else tier
+    def set(self, tier: Tier | Literal["auto"], scope: str, uri: str | None = None) -> None:
+        value: Tier | None = None if tier == "auto" else tier
         if scope == "next":
             self.next = value
         elif scope == "document":
@@ -62,8 +63,8 @@ class Overrides:
 @dataclass(frozen=True)
 class Decision:
     request_id: str
-    kind: str
-    tier: str
+    kind: Kind
+    tier: Tier
     model: str
     score: float
     threshold: float
@@ -180,7 +181,7 @@ def route(
     *,
     request_id: str,
     path: str = "",
-    override: tuple[str, str] | None = None,
+    override: tuple[Tier, str] | None = None,
     spent_today: Decimal = Decimal(0),
 ) -> Decision:
     """Choose the tier: an override, else the first matching rule, else the threshold."""
@@ -188,6 +189,7 @@ def route(
     limit = threshold(settings, spent_today)
     rule_json: dict[str, Any] | None = None
     override_text: str | None = None
+    tier: Tier
     if override is not None:
         tier, scope = override
         override_text = scope
@@ -223,7 +225,7 @@ def route(
         request_id=request_id,
         kind=features.kind,
         tier=tier,
-        model=settings.tiers[tier].model,  # type: ignore[index]
+        model=settings.tiers[tier].model,
         score=score,
         threshold=limit,
         reason=reason,
@@ -236,13 +238,13 @@ def route(
     )
 
 
-def route_fixed(settings: Settings, features: Features, tier: str, request_id: str) -> Decision:
+def route_fixed(settings: Settings, features: Features, tier: Tier, request_id: str) -> Decision:
     """The baseline router: always the same tier (for benchmarks and comparisons)."""
     return Decision(
         request_id=request_id,
         kind=features.kind,
         tier=tier,
-        model=settings.tiers[tier].model,  # type: ignore[index]
+        model=settings.tiers[tier].model,
         score=0.0,
         threshold=0.0,
         reason=f"{describe(features)}; always {tier}",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING, Literal
 
+from mmx_lsp.kinds import Kind
 from mmx_lsp.languages import LanguageSpec, grammar
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def estimate_tokens(text: str) -> int:
 
 @dataclass(frozen=True)
 class Features:
-    kind: str
+    kind: Kind
     language: str
     context_tokens: int
     selection_tokens: int
@@ -117,7 +118,7 @@ class Features:
 class Request:
     """What is being asked, in document rows and Python string indexes."""
 
-    kind: str
+    kind: Kind
     start: tuple[int, int]
     end: tuple[int, int] | None = None  # None for a cursor position
 
@@ -235,7 +236,7 @@ def measure(doc: Document, request: Request) -> Features:
     )
 
 
-def for_kind(features: Features, kind: str) -> Features:
+def for_kind(features: Features, kind: Kind) -> Features:
     """The same measurements for another request kind over the same place (the code action
     listing routes three kinds over one selection and measures it once)."""
     if kind == features.kind:

@@ -10,7 +10,6 @@ import stat
 import sys
 import threading
 from collections.abc import Coroutine
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
     from mmx_lsp.metrics import MetricsStore
     from mmx_lsp.pipeline import Pipeline
     from mmx_lsp.routing import Overrides
+    from mmx_lsp.spend import Spend
 
 log = logging.getLogger("mmx_lsp")
 
@@ -167,8 +167,7 @@ class MmxServer(LanguageServer):
         self.lsp_settings: Any = None
         self.roots: list[Path] = []
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.spent_today = Decimal(0)
-        self.verdicts: dict[str, str] = {}
+        self._spend: Spend | None = None
         self._idle: dict[str, asyncio.TimerHandle] = {}
 
     # -------------------------------------------------------------- state, created lazily
@@ -190,12 +189,29 @@ class MmxServer(LanguageServer):
         return self._overrides
 
     @property
+    def spend(self) -> Spend:
+        """What model calls cost today and in this session."""
+        if self._spend is None:
+            from mmx_lsp.spend import Spend
+
+            self._spend = Spend()
+        return self._spend
+
+    @property
     def pipeline(self) -> Pipeline:
         """The request path (providers, cache, records), built on the first request."""
         if self._pipeline is None:
             from mmx_lsp.pipeline import Pipeline
+            from mmx_lsp.status import Reporter
 
-            self._pipeline = Pipeline(self)
+            self._pipeline = Pipeline(
+                settings=lambda: self.settings,
+                reporter=Reporter(self),
+                overrides=self.overrides,
+                spend=self.spend,
+                recorder=lambda: self.metrics,
+                spawn=self.spawn,
+            )
         return self._pipeline
 
     @property
@@ -332,7 +348,7 @@ class MmxServer(LanguageServer):
         if os.name != "posix" or not watchable:  # Windows' loop cannot watch a stdin pipe
             self.start_io()
             return
-        self._stop_event = threading.Event()
+        stop_event = self._stop_event = threading.Event()
         self.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
 
         async def serve() -> None:
@@ -341,7 +357,7 @@ class MmxServer(LanguageServer):
                 lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer
             )
             await run_async(
-                stop_event=self._stop_event,
+                stop_event=stop_event,
                 reader=_TolerantReader(reader),
                 protocol=self.protocol,
                 logger=logging.getLogger("pygls.io_"),

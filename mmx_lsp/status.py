@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
+from mmx_lsp.kinds import Kind, Tier
 from mmx_lsp.pricing import format_usd
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def money(amount: Decimal | None) -> float | None:
 class Attempt:
     """One model call made for a request."""
 
-    tier: str
+    tier: Tier
     model: str
     input_tokens: int
     output_tokens: int
@@ -70,8 +71,8 @@ class Status:
     """The facts of one routed request, as DESIGN.md's `mmx/status` names them."""
 
     request_id: str
-    kind: str
-    tier: str
+    kind: Kind
+    tier: Tier
     model: str
     reason: str
     cached: bool = False

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 
 from mmx_lsp.features import shared
+from mmx_lsp.kinds import Kind, is_action_kind
 from mmx_lsp.server import MmxServer  # a runtime import: pygls reads the handlers' hints
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ TIER = "source.mmx.tier"
 KINDS = [REWRITE, QUICKFIX, EXPLAIN, DOCSTRING, TIER]
 
 # (code action kind, request kind, title label)
-ASSISTANT_ACTIONS = (
+ASSISTANT_ACTIONS: tuple[tuple[str, Kind, str], ...] = (
     (REWRITE, "refactor", "Refactor selection"),
     (DOCSTRING, "docstring", "Write docstring"),
     (EXPLAIN, "explain", "Explain selection"),
@@ -132,7 +133,7 @@ def register(server: MmxServer) -> None:
             return action
         request_kind = data.get("kind")
         rng = _range(data.get("range"))
-        if request_kind not in RESOLVED_KINDS or rng is None:
+        if not is_action_kind(request_kind) or rng is None:
             log.info("%s: not an assistant action this server can resolve", action.title)
             return action
         if shared.excluded(ls, doc):
@@ -155,10 +156,6 @@ def register(server: MmxServer) -> None:
             changes={doc.uri: [types.TextEdit(range=rng, new_text=answer.text)]}
         )
         return action
-
-
-# Request kinds whose action resolve calls a model.
-RESOLVED_KINDS = frozenset({"refactor", "fix", "docstring", "explain"})
 
 
 def _range(value: Any) -> types.Range | None:

@@ -8,13 +8,14 @@ from typing import Any
 from lsprotocol import types
 
 from mmx_lsp.features import shared
+from mmx_lsp.kinds import KINDS, is_kind, is_tier
+from mmx_lsp.kinds import TIERS as TIER_NAMES
 from mmx_lsp.server import MmxServer  # a runtime import: pygls reads the handlers' hints
 
 log = logging.getLogger("mmx_lsp")
 
-TIERS = ("cheap", "premium", "auto")
+TIERS = (*TIER_NAMES, "auto")
 SCOPES = ("next", "document", "session")
-KINDS = ("inline", "completion", "refactor", "fix", "explain", "docstring")
 
 
 class CommandError(Exception):
@@ -83,16 +84,17 @@ def register(server: MmxServer) -> None:
                 start = _position(params.get("position"), "position")
                 end = None
                 kind = params.get("kind", "inline")
-            if kind not in KINDS:
+            if not is_kind(kind):
                 raise CommandError(f"kind must be one of {', '.join(KINDS)} (got {kind!r})")
         except CommandError as exc:
             raise _fail(f"mmx.explain: {exc}") from None
         doc = shared.document(ls, uri)
         if doc is None:
             raise _fail(f"mmx.explain: {uri} is not open")
-        decision = shared.decide(ls, doc, kind, start, end).to_json()
-        if not shared.excluded(ls, doc):
-            decision["cached"] = ls.pipeline.in_cache(kind, doc, start, end, decision["tier"])
+        decided = shared.decide(ls, doc, kind, start, end)
+        decision = decided.to_json()
+        if not shared.excluded(ls, doc) and is_tier(decided.tier):
+            decision["cached"] = ls.pipeline.in_cache(kind, doc, start, end, decided.tier)
         return decision
 
     @server.command("mmx.stats")
@@ -125,7 +127,6 @@ def register(server: MmxServer) -> None:
                 raise CommandError("request_id is required")
         except CommandError as exc:
             raise _fail(f"mmx.{value}: {exc}") from None
-        ls.verdicts[request_id] = value
         known = ls.pipeline.verdict(request_id, value)
         if not known:
             log.info("mmx.%s for %s, a request this session did not record", value, request_id)

@@ -9,6 +9,7 @@ from lsprotocol import types
 
 if TYPE_CHECKING:
     from mmx_lsp.documents import Document
+    from mmx_lsp.kinds import Kind
     from mmx_lsp.routing import Decision
     from mmx_lsp.scoring import Request
     from mmx_lsp.server import MmxServer
@@ -24,16 +25,15 @@ def document(server: MmxServer, uri: str) -> Document | None:
 
 
 def excluded(server: MmxServer, doc: Document) -> bool:
-    if server.settings.is_excluded(doc.path):
-        log.info("%s matches privacy.exclude: no model sees it", doc.path)
-        return True
-    return False
+    from mmx_lsp import engine
+
+    return engine.excluded(server.settings, doc)
 
 
 def decide(
     server: MmxServer,
     doc: Document,
-    kind: str,
+    kind: Kind,
     start: types.Position,
     end: types.Position | None = None,
     *,
@@ -47,7 +47,7 @@ def decide(
         doc,
         _request(doc, kind, start, end),
         override=server.overrides.lookup(doc.uri),
-        spent_today=server.spent_today,
+        spent_today=server.spend.today_usd,
         request_id=request_id,
     )
 
@@ -55,10 +55,10 @@ def decide(
 def decide_kinds(
     server: MmxServer,
     doc: Document,
-    kinds: list[str],
+    kinds: list[Kind],
     start: types.Position,
     end: types.Position | None = None,
-) -> dict[str, Decision]:
+) -> dict[Kind, Decision]:
     """Route several kinds of request over one place, measuring it once (code action lists)."""
     from mmx_lsp import engine
 
@@ -68,17 +68,14 @@ def decide_kinds(
         _request(doc, kinds[0], start, end),
         kinds,
         override=server.overrides.lookup(doc.uri),
-        spent_today=server.spent_today,
+        spent_today=server.spend.today_usd,
     )
 
 
 def _request(
-    doc: Document, kind: str, start: types.Position, end: types.Position | None
+    doc: Document, kind: Kind, start: types.Position, end: types.Position | None
 ) -> Request:
-    from mmx_lsp.scoring import Request
+    from mmx_lsp import engine
 
-    r0 = doc.clamp(start.line, start.character)
-    r1 = doc.clamp(end.line, end.character) if end is not None else None
-    if r1 is not None and r1 < r0:
-        r0, r1 = r1, r0
-    return Request(kind, r0, r1)
+    stop = None if end is None else (end.line, end.character)
+    return engine.request_at(doc, kind, (start.line, start.character), stop)

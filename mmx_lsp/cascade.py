@@ -1,0 +1,208 @@
+"""The cascade policy: which tiers a request calls, which answer it keeps, which calls it pays.
+
+One place for the rules both the server (`pipeline.Pipeline`) and `mmx-lsp eval`'s auto row
+follow, so the eval measures what the server does:
+
+- A routed tier that is not set up hands the request to the other tier when that one is
+  (a *fallback*); when neither is, no model is called (*preview*).
+- A routed tier that fails (an error after its retries) hands the request to the other tier
+  once, if it is set up and the request has not already fallen back.
+- A cheap answer that fails verification is sent to premium once (an *escalation*) when the
+  `Escalation` decision says so; a premium call that fails keeps the cheap answer.
+- An answer that fails verification is not applied: an edit is dropped (with an error), ghost
+  text is still shown when it is not blank (the user sees it and may ignore it).
+- Every call that got a reply is billed (`Step.billed`), including answers the cascade
+  discarded; a call that failed costs nothing. Identical requests in flight share one
+  `Flight`: the request that started it carries its cost (`Flight.claim`), the others report
+  it as a shared answer.
+
+It does no I/O itself: the caller passes how to call a tier (`attempt`), how to check an
+answer (`verify`), which tiers are set up (`configured`) and the escalation decision. Both
+are easy to extend: more checks compose into one `Verifier`; a decision that weighs the
+expected saving (from a router's `p_cheap_ok`) is another `Escalation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol
+
+from mmx_lsp.errors import ProviderError
+from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, other_tier
+from mmx_lsp.pricing import Usage
+from mmx_lsp.verify import Verdict
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One model call's answer, cleaned up and priced by the caller."""
+
+    text: str
+    model: str  # the model that was asked (the tier's)
+    cost_usd: Decimal = Decimal(0)
+    usage: Usage = field(default_factory=Usage)
+    model_version: str = ""  # the model the provider says answered ("" when it did not say)
+    latency_ms: float = 0.0
+    premium_usd: Decimal | None = None  # what the same tokens would have cost on premium
+    template_version: str = ""
+    prompt: str | None = None  # the prompt, when the settings store prompts
+
+
+@dataclass(frozen=True)
+class Step:
+    """One call the cascade made: its reply and verdict, or the error it ended with."""
+
+    tier: Tier
+    reply: Reply | None
+    passed: bool = False
+    reason: str = ""
+    error: str | None = None
+    escalation: bool = False  # the call that took a failed cheap answer to premium
+
+    @property
+    def billed(self) -> bool:
+        """Whether the call costs money: it got a reply (used or not)."""
+        return self.reply is not None
+
+
+class Escalation(Protocol):
+    """Whether a cheap answer that was verified (and may have failed) goes to premium."""
+
+    def escalate(self, kind: Kind, cheap: Step) -> bool: ...
+
+
+@dataclass(frozen=True)
+class OnFailedCheck:
+    """Escalate a cheap answer that fails verification, when `enabled` (routing.cascade).
+
+    Blank ghost text is not escalated (an inline answer may well be nothing); a blank edit is.
+    """
+
+    enabled: bool = True
+
+    def escalate(self, kind: Kind, cheap: Step) -> bool:
+        if not self.enabled or cheap.passed or cheap.reply is None:
+            return False
+        return bool(cheap.reply.text.strip()) or kind not in INLINE_KINDS
+
+
+Attempt = Callable[[Tier], Awaitable[Reply]]  # raises ProviderError when the call fails
+Verifier = Callable[[str], Verdict]
+Configured = Callable[[Tier], "str | None"]  # None when the tier can be called, else why not
+
+
+@dataclass
+class Flight:
+    """The model calls made for one request (shared by identical requests in flight).
+
+    Filled in by `run` as calls finish, so a cancelled request still knows what it spent.
+    """
+
+    routed: Tier
+    tier: Tier = "cheap"  # the tier whose answer this is (or that failed last)
+    steps: list[Step] = field(default_factory=list)
+    text: str = ""  # the answer to show or apply; "" for none
+    passed: bool = False
+    escalated: bool = False
+    fallback: str | None = None
+    preview: str | None = None  # why no model was called (neither tier is set up)
+    error: str | None = None
+    failure: Step | None = None  # the failed call that left the request without an answer
+    claimed: bool = False
+
+    def __post_init__(self) -> None:
+        self.tier = self.routed
+
+    @property
+    def billed(self) -> list[Step]:
+        return [s for s in self.steps if s.billed]
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return sum((s.reply.cost_usd for s in self.steps if s.reply), Decimal(0))
+
+    @property
+    def usage(self) -> Usage:
+        return sum((s.reply.usage for s in self.steps if s.reply), Usage())
+
+    @property
+    def model_ms(self) -> float:
+        return sum(s.reply.latency_ms for s in self.steps if s.reply)
+
+    @property
+    def last_reply(self) -> Reply | None:
+        billed = self.billed
+        return billed[-1].reply if billed else None
+
+    def claim(self, *, joined: bool = False) -> bool:
+        """True for the one request that carries this flight's cost: the one that started it,
+        the first time it reports (a request that joined it never does)."""
+        if joined:
+            return False
+        first, self.claimed = not self.claimed, True
+        return first
+
+
+async def run(
+    flight: Flight,
+    kind: Kind,
+    *,
+    configured: Configured,
+    attempt: Attempt,
+    verify: Verifier,
+    escalation: Escalation,
+) -> Flight:
+    """Answer one request by the cascade's rules, filling in `flight` as calls finish."""
+    tier = flight.routed
+    problem = configured(tier)
+    if problem is not None:
+        if configured(other_tier(tier)) is not None:
+            flight.preview = problem
+            return flight
+        flight.fallback = f"{tier} tier not configured ({problem}); used {other_tier(tier)}"
+        tier = other_tier(tier)
+    step = await _call(flight, tier, attempt, verify)
+    if step.error is not None:
+        other = other_tier(tier)
+        if flight.fallback is not None or configured(other) is not None:
+            return _failed(flight, step)
+        flight.fallback = f"{tier} tier down; answered by {other}"
+        tier = other
+        step = await _call(flight, tier, attempt, verify)
+        if step.error is not None:
+            return _failed(flight, step)
+    if tier == "cheap" and escalation.escalate(kind, step) and configured("premium") is None:
+        premium = await _call(flight, "premium", attempt, verify, escalation=True)
+        if premium.error is None:
+            step, tier, flight.escalated = premium, "premium", True
+    flight.tier = tier
+    assert step.reply is not None
+    text = step.reply.text
+    if step.passed or (kind in INLINE_KINDS and text.strip()):
+        flight.text, flight.passed = text, step.passed
+    else:
+        flight.text, flight.passed = "", False
+        if kind not in INLINE_KINDS:
+            flight.error = f"no answer passed verification ({step.reason})"
+    return flight
+
+
+async def _call(
+    flight: Flight, tier: Tier, attempt: Attempt, verify: Verifier, *, escalation: bool = False
+) -> Step:
+    try:
+        reply = await attempt(tier)
+    except ProviderError as exc:
+        step = Step(tier, None, error=str(exc), escalation=escalation)
+    else:
+        verdict = verify(reply.text)
+        step = Step(tier, reply, verdict.ok, verdict.reason, escalation=escalation)
+    flight.steps.append(step)
+    return step
+
+
+def _failed(flight: Flight, step: Step) -> Flight:
+    flight.tier, flight.error, flight.text, flight.failure = step.tier, step.error, "", step
+    return flight

@@ -1,0 +1,185 @@
+"""The cascade policy on its own: fallback, escalation, what is shown, what is billed."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from mmx_lsp import cascade
+from mmx_lsp.cascade import Flight, OnFailedCheck, Reply, Step
+from mmx_lsp.errors import ProviderUnavailable
+from mmx_lsp.kinds import Kind, Tier
+from mmx_lsp.pricing import Usage
+from mmx_lsp.verify import Verdict
+
+CHEAP, PREMIUM = Decimal("0.001"), Decimal("0.02")
+
+
+class Tiers:
+    """Two tiers with fixed answers: a tier is down (raises) or not set up when told so."""
+
+    def __init__(
+        self,
+        answers: dict[Tier, str],
+        *,
+        down: frozenset[Tier] = frozenset(),
+        unset: frozenset[Tier] = frozenset(),
+    ) -> None:
+        self.answers, self.down, self.unset = answers, down, unset
+        self.called: list[Tier] = []
+
+    def configured(self, tier: Tier) -> str | None:
+        return f"set the {tier} key" if tier in self.unset else None
+
+    async def attempt(self, tier: Tier) -> Reply:
+        self.called.append(tier)
+        if tier in self.down:
+            raise ProviderUnavailable(f"{tier} endpoint returned 503")
+        cost = CHEAP if tier == "cheap" else PREMIUM
+        return Reply(self.answers[tier], f"{tier}-model", cost, Usage(100, 10))
+
+
+def good_if_not_bad(text: str) -> Verdict:
+    if not text.strip():
+        return Verdict(False, "empty answer")
+    return Verdict(False, "does not parse") if "bad" in text else Verdict(True, "parses")
+
+
+async def run(
+    tiers: Tiers, routed: Tier = "cheap", kind: Kind = "refactor", *, enabled: bool = True
+) -> Flight:
+    return await cascade.run(
+        Flight(routed),
+        kind,
+        configured=tiers.configured,
+        attempt=tiers.attempt,
+        verify=good_if_not_bad,
+        escalation=OnFailedCheck(enabled=enabled),
+    )
+
+
+async def test_a_verified_answer_is_kept_and_its_call_billed() -> None:
+    tiers = Tiers({"cheap": "good", "premium": "better"})
+    flight = await run(tiers)
+    assert tiers.called == ["cheap"]
+    assert (flight.tier, flight.text, flight.passed, flight.escalated) == (
+        "cheap",
+        "good",
+        True,
+        False,
+    )
+    assert flight.cost_usd == CHEAP and flight.usage == Usage(100, 10)
+    assert flight.error is None and flight.fallback is None
+
+
+async def test_a_cheap_answer_that_fails_verification_goes_to_premium_once() -> None:
+    tiers = Tiers({"cheap": "bad", "premium": "good"})
+    flight = await run(tiers)
+    assert tiers.called == ["cheap", "premium"]
+    assert (flight.tier, flight.text, flight.escalated) == ("premium", "good", True)
+    # Both calls cost money: the discarded cheap answer too.
+    assert [s.billed for s in flight.steps] == [True, True]
+    assert flight.cost_usd == CHEAP + PREMIUM
+
+
+async def test_no_escalation_when_the_cascade_is_off_and_the_edit_is_dropped() -> None:
+    tiers = Tiers({"cheap": "bad", "premium": "good"})
+    flight = await run(tiers, enabled=False)
+    assert tiers.called == ["cheap"]
+    assert flight.text == "" and not flight.passed
+    assert flight.error == "no answer passed verification (does not parse)"
+    assert flight.cost_usd == CHEAP
+
+
+async def test_unverified_ghost_text_is_still_shown_and_blank_ghost_text_not_escalated() -> None:
+    shown = await run(Tiers({"cheap": "bad", "premium": "good"}), kind="inline", enabled=False)
+    assert (shown.text, shown.passed, shown.error) == ("bad", False, None)
+    blank = Tiers({"cheap": "  ", "premium": "good"})
+    flight = await run(blank, kind="inline")
+    assert blank.called == ["cheap"] and flight.text == "" and flight.error is None
+
+
+async def test_premium_is_never_escalated() -> None:
+    tiers = Tiers({"cheap": "good", "premium": "bad"})
+    flight = await run(tiers, "premium")
+    assert tiers.called == ["premium"]
+    assert flight.error == "no answer passed verification (does not parse)"
+
+
+async def test_a_failed_escalation_keeps_the_cheap_answer_and_costs_nothing_more() -> None:
+    tiers = Tiers({"cheap": "bad", "premium": ""}, down=frozenset({"premium"}))
+    flight = await run(tiers, kind="inline")
+    assert tiers.called == ["cheap", "premium"]
+    assert (flight.tier, flight.text, flight.escalated, flight.error) == (
+        "cheap",
+        "bad",
+        False,
+        None,
+    )
+    assert flight.steps[-1] == Step(
+        "premium", None, error="premium endpoint returned 503", escalation=True
+    )
+    assert flight.cost_usd == CHEAP and flight.failure is None
+
+
+async def test_a_tier_that_is_down_falls_back_to_the_other_once() -> None:
+    tiers = Tiers({"cheap": "good", "premium": "good"}, down=frozenset({"premium"}))
+    flight = await run(tiers, "premium")
+    assert tiers.called == ["premium", "cheap"]
+    assert flight.fallback == "premium tier down; answered by cheap"
+    assert (flight.tier, flight.text) == ("cheap", "good")
+    both = Tiers({"cheap": "", "premium": ""}, down=frozenset({"cheap", "premium"}))
+    failed = await run(both, "cheap")
+    assert both.called == ["cheap", "premium"]
+    assert failed.error == "premium endpoint returned 503" and failed.failure is failed.steps[-1]
+    assert failed.text == "" and failed.cost_usd == 0
+
+
+async def test_a_tier_that_is_not_set_up_hands_over_or_previews() -> None:
+    tiers = Tiers({"cheap": "good", "premium": "good"}, unset=frozenset({"premium"}))
+    flight = await run(tiers, "premium")
+    assert tiers.called == ["cheap"] and flight.tier == "cheap"
+    assert flight.fallback == "premium tier not configured (set the premium key); used cheap"
+    # No escalation to a tier that is not set up.
+    bad = Tiers({"cheap": "bad", "premium": "good"}, unset=frozenset({"premium"}))
+    assert (await run(bad)).escalated is False and bad.called == ["cheap"]
+    none = Tiers({"cheap": "", "premium": ""}, unset=frozenset({"cheap", "premium"}))
+    preview = await run(none, "cheap")
+    assert none.called == [] and preview.preview == "set the cheap key"
+    assert preview.steps == [] and preview.cost_usd == 0
+
+
+async def test_a_fallback_tier_that_fails_does_not_fall_back_again() -> None:
+    tiers = Tiers(
+        {"cheap": "", "premium": ""}, down=frozenset({"cheap"}), unset=frozenset({"premium"})
+    )
+    flight = await run(tiers, "premium")
+    assert tiers.called == ["cheap"]
+    assert flight.error == "cheap endpoint returned 503"
+
+
+def test_only_the_request_that_started_a_flight_carries_its_cost() -> None:
+    flight = Flight("cheap")
+    assert flight.claim(joined=True) is False
+    assert flight.claim() is True
+    assert flight.claim() is False
+
+
+class Never:
+    def escalate(self, kind: Kind, cheap: Step) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("decision", [Never(), OnFailedCheck(enabled=False)])
+async def test_the_escalation_decision_is_the_callers(decision: cascade.Escalation) -> None:
+    tiers = Tiers({"cheap": "bad", "premium": "good"})
+    await cascade.run(
+        Flight("cheap"),
+        "fix",
+        configured=tiers.configured,
+        attempt=tiers.attempt,
+        verify=good_if_not_bad,
+        escalation=decision,
+    )
+    assert tiers.called == ["cheap"]
