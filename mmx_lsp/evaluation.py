@@ -781,7 +781,7 @@ class _Runner:
         (`cascade.run`) over the tiers' results (each tier is called once per task)."""
         decision = engine.decide(self.settings, task.document(), task.request())
         snap = snapshot(task, task.document())
-        providers = Providers(self.settings)
+        providers = Providers(self.settings, breaker=None)
 
         async def attempt(tier: Tier) -> cascade.Reply:
             outcome = await self.tier(tier, task)

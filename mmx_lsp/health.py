@@ -29,6 +29,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from mmx_lsp.config import Settings
+from mmx_lsp.kinds import Tier
 from mmx_lsp.providers import Providers, redact
 
 log = logging.getLogger(__name__)
@@ -139,12 +140,12 @@ class _Checker:
     def clean(self, text: str) -> str:
         return redact(text, self._secrets)
 
-    async def call(self, tier: str, method: str, url: str, payload: Any = None) -> _Reply:
+    async def call(self, tier: Tier, method: str, url: str, payload: Any = None) -> _Reply:
         headers = self._providers.request_headers(tier)
         return await asyncio.to_thread(_http, method, url, headers, payload, self._timeout_s)
 
-    async def tier(self, name: str, *, probe_fim: bool) -> TierHealth:
-        tier = self._settings.tiers[name]  # type: ignore[index]
+    async def tier(self, name: Tier, *, probe_fim: bool) -> TierHealth:
+        tier = self._settings.tiers[name]
         provider = self._settings.providers.get(tier.provider)
         base = provider.base_url.rstrip("/") if provider is not None else ""
         health = TierHealth(name, tier.provider, tier.model, tier.api, self.clean(base))
@@ -161,7 +162,7 @@ class _Checker:
         health.fim_detail = self.clean(health.fim_detail)
         return health
 
-    async def _models(self, name: str, base: str, health: TierHealth) -> None:
+    async def _models(self, name: Tier, base: str, health: TierHealth) -> None:
         where = f"providers.{health.provider}.base_url"
         started = time.monotonic()
         try:
@@ -204,7 +205,7 @@ class _Checker:
                     f"(it lists: {shown or 'none'}): fix tiers.{health.tier}.model"
                 )
 
-    async def _fim(self, name: str, base: str, health: TierHealth) -> None:
+    async def _fim(self, name: Tier, base: str, health: TierHealth) -> None:
         payload: dict[str, Any] = {
             "model": health.model,
             "prompt": PROBE_PREFIX,
@@ -260,7 +261,7 @@ class _Checker:
             f"text repeats the code after the cursor, {CHAT_HINT}"
         )
 
-    async def _llama_cpp_python(self, name: str, base: str) -> str | None:
+    async def _llama_cpp_python(self, name: Tier, base: str) -> str | None:
         """llama-cpp-python's version when the endpoint is its server (by its OpenAPI title)."""
         try:
             reply = await self.call(name, "GET", f"{_root(base)}/openapi.json")

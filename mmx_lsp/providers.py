@@ -309,7 +309,7 @@ class Providers:
         provider = self._settings.providers[tier_config.provider]
         return _Target(tier, tier_config, tier_config.provider, provider)
 
-    def request_headers(self, tier: str) -> dict[str, str]:
+    def request_headers(self, tier: Tier) -> dict[str, str]:
         """The HTTP headers a call to `tier` sends, key included (for the endpoint check);
         raises NotConfigured like a call would."""
         target = self._target(tier)
