@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from mmx_lsp import config, engine, pipeline
+from mmx_lsp import calls, config, engine
 from mmx_lsp.documents import (
     MAX_PARSE_LINE_CHARS,
     Document,
@@ -65,11 +65,11 @@ def test_a_huge_single_line_is_text_only_and_a_keystroke_stays_fast() -> None:
     started = time.perf_counter()
     doc.apply((0, column), (0, column), "x", 2)
     decision = engine.decide(settings, doc, Request("inline", (0, column + 1)))
-    snap = pipeline.take_snapshot(doc, (0, column + 1))
-    prompt = pipeline.build_prompt("inline", snap, settings.tiers["cheap"])
+    snap = calls.take_snapshot(doc, (0, column + 1))
+    prompt = calls.build_prompt("inline", snap, settings.tiers["cheap"])
     elapsed_ms = (time.perf_counter() - started) * 1000
     assert elapsed_ms < 250  # 50 ms on an idle machine; generous for a loaded CI runner
-    assert len(snap.text) <= 4 * pipeline.INLINE_CONTEXT_TOKENS * 4 + 1
+    assert len(snap.text) <= 4 * calls.INLINE_CONTEXT_TOKENS * 4 + 1
     sent = sum(len(m["content"]) for m in prompt.messages or []) / 4  # the stub's count
     estimated = decision.features["estimated_input_tokens"]
     assert sent / 2 <= estimated <= sent * 2
@@ -80,8 +80,8 @@ def test_a_refactor_in_a_minified_line_is_priced_from_what_is_sent() -> None:
     settings = config.load([]).settings
     start, end = (0, 2_000_000), (0, 2_000_100)
     decision = engine.decide(settings, doc, Request("refactor", start, end))
-    snap = pipeline.take_snapshot(doc, start, end)
-    prompt = pipeline.build_prompt("refactor", snap, settings.tiers["premium"])
+    snap = calls.take_snapshot(doc, start, end)
+    prompt = calls.build_prompt("refactor", snap, settings.tiers["premium"])
     sent = sum(estimate_tokens(m["content"]) for m in prompt.messages or [])
     estimated = decision.features["estimated_input_tokens"]
     assert sent / 2 <= estimated <= sent * 2
