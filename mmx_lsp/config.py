@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -11,8 +10,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from mmx_lsp import globs
 from mmx_lsp.kinds import TIERS, Kind, Tier
 
 CONFIG_SCHEMA_VERSION = 1
@@ -176,6 +184,7 @@ class Settings(_Section):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    _roots: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("version")
     @classmethod
@@ -201,25 +210,20 @@ class Settings(_Section):
                 )
         return self
 
+    @property
+    def roots(self) -> tuple[str, ...]:
+        """The workspace folders these settings apply to (path globs are relative to them)."""
+        return self._roots
+
+    def in_workspace(self, roots: Iterable[str | Path]) -> Settings:
+        """These settings for a workspace with these folders."""
+        copy = self.model_copy()
+        copy._roots = tuple(str(root) for root in roots)
+        return copy
+
     def is_excluded(self, path: str) -> bool:
-        return is_excluded(path, self.privacy.exclude)
-
-
-def is_excluded(path: str, patterns: Iterable[str]) -> bool:
-    """True when a document's path matches a privacy pattern (by name or by whole path)."""
-    path = path.replace("\\", "/")
-    name = path.rsplit("/", 1)[-1]
-    for pattern in patterns:
-        if "/" not in pattern and fnmatch.fnmatchcase(name, pattern):
-            return True
-        if fnmatch.fnmatchcase(path, pattern):
-            return True
-        # "**/x" also matches "x" at the root, and "a/**" everything below a.
-        if pattern.startswith("**/") and fnmatch.fnmatchcase(name, pattern[3:]):
-            return True
-        if pattern.startswith("**/") and fnmatch.fnmatchcase(path, "*/" + pattern[3:]):
-            return True
-    return False
+        """True when a document's path matches `privacy.exclude` (see `globs`)."""
+        return globs.matches(path, self.privacy.exclude, self._roots)
 
 
 # --------------------------------------------------------------------------- loading & merging
@@ -435,7 +439,7 @@ def load_workspace(root: Path) -> Loaded:
     file, with every issue found in reading them."""
     sources, issues = file_sources([root])
     loaded = load(sources)
-    return Loaded(loaded.settings, issues + loaded.issues, loaded.origin)
+    return Loaded(loaded.settings.in_workspace([root]), issues + loaded.issues, loaded.origin)
 
 
 def effective_items(loaded: Loaded) -> list[tuple[str, Any, str]]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import fnmatch
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from mmx_lsp import globs
 from mmx_lsp.config import Rule, Settings
 from mmx_lsp.kinds import Kind, Tier
 from mmx_lsp.pricing import Usage, cost_usd, format_usd, price_for
@@ -116,7 +117,9 @@ def estimate(settings: Settings, features: Features) -> dict[str, Decimal]:
     return {name: cost_usd(usage, price_for(tier)) for name, tier in sorted(settings.tiers.items())}
 
 
-def rule_matches(rule: Rule, features: Features, path: str, score: float) -> bool:
+def rule_matches(
+    rule: Rule, features: Features, path: str, score: float, roots: Sequence[str] = ()
+) -> bool:
     when = rule.when
     if when.kind is not None:
         kinds = [when.kind] if isinstance(when.kind, str) else when.kind
@@ -126,9 +129,7 @@ def rule_matches(rule: Rule, features: Features, path: str, score: float) -> boo
         wanted = [when.language] if isinstance(when.language, str) else when.language
         if features.language not in wanted:
             return False
-    if when.path is not None and not (
-        fnmatch.fnmatchcase(path, when.path) or fnmatch.fnmatchcase(path, "*/" + when.path)
-    ):
+    if when.path is not None and not globs.matches(path, [when.path], roots):
         return False
     lines = features.selected_lines or features.enclosing_lines
     checks = (
@@ -198,7 +199,7 @@ def route(
         )
     else:
         for index, rule in enumerate(settings.routing.rules):
-            if rule_matches(rule, features, path, score):
+            if rule_matches(rule, features, path, score, settings.roots):
                 tier = rule.tier
                 rule_json = {"index": index, **rule.model_dump(mode="json", exclude_none=True)}
                 rule_json["when"] = {

@@ -169,6 +169,7 @@ class MmxServer(LanguageServer):
         self.tasks: set[asyncio.Task[Any]] = set()
         self._spend: Spend | None = None
         self._idle: dict[str, asyncio.TimerHandle] = {}
+        self._glob_warnings: set[tuple[str, str]] = set()
 
     # -------------------------------------------------------------- state, created lazily
 
@@ -269,8 +270,28 @@ class MmxServer(LanguageServer):
             return
         if pushed and not rejected:
             self.lsp_settings = candidate
-        self._settings = loaded.settings
+        self._settings = loaded.settings.in_workspace(self.roots)
         self.report_config(issues)
+        self.report_globs(self._settings)
+
+    def report_globs(self, settings: Settings) -> None:
+        """Warn once per pattern about path globs that can never match a document."""
+        from mmx_lsp import globs
+
+        where = [("privacy.exclude", p) for p in settings.privacy.exclude]
+        where += [
+            (f"routing.rules[{i}].when.path", rule.when.path)
+            for i, rule in enumerate(settings.routing.rules)
+            if rule.when.path is not None
+        ]
+        for key, pattern in where:
+            for _, why in globs.unmatchable([pattern], settings.roots):
+                if (key, pattern) in self._glob_warnings:
+                    continue
+                self._glob_warnings.add((key, pattern))
+                text = f"mmx: {key} pattern {pattern!r} can never match: {why}"
+                log.warning("%s", text)
+                self.show(text, types.MessageType.Warning)
 
     @staticmethod
     def _mapping(value: Any) -> Any:
