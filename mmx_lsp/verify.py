@@ -1,4 +1,5 @@
-"""Pure answer checks: does the document, with the answer applied in place, still parse?"""
+"""Pure answer checks: does the document, with the answer applied in place, still parse, and
+do the checks of `checks.py` find nothing wrong with it?"""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from dataclasses import dataclass
 
 from tree_sitter import Node, Point, Tree
 
+from mmx_lsp.checks import CHECKS, Finding, review
 from mmx_lsp.languages import LanguageSpec, parser_for, spec_for
 
 # Kinds whose answer must keep the names the selection defines.
 KEEPS_DEFINITIONS = frozenset({"refactor", "docstring"})
 # Kinds whose answer is prose, not code: only the empty check applies.
 PROSE_KINDS = frozenset({"explain"})
+# Kinds whose answer is code written in place, reviewed by the checks of `checks.py`.
+REVIEWED_KINDS = frozenset({"inline", "completion", "fix", "refactor"})
 # Lines of context around the edit where new syntax errors count (a missing bracket is often
 # reported on the line after).
 CONTEXT_LINES = 1
@@ -32,6 +36,8 @@ class Verdict:
 
     ok: bool
     reason: str
+    # What the checks found; `ok` is False when any of them fired.
+    findings: tuple[Finding, ...] = ()
 
 
 def _normalized(code: str) -> str:
@@ -127,7 +133,14 @@ def _definitions(node: Node, spec: LanguageSpec, low: int, high: int) -> set[str
 
 
 def verify_edit(
-    language: str, text: str, start: int, end: int, replacement: str, kind: str
+    language: str,
+    text: str,
+    start: int,
+    end: int,
+    replacement: str,
+    kind: str,
+    *,
+    checks: tuple[str, ...] = CHECKS,
 ) -> Verdict:
     """Check an answer that replaces `text[start:end]` (character offsets) with `replacement`.
 
@@ -135,7 +148,9 @@ def verify_edit(
     edited region (whole lines, one more on each side) has more ERROR or MISSING nodes
     after the edit than before; and, for a refactor or docstring, when a function or class
     that the selection defined is gone. Plain text, and explanations, only get the first
-    two checks (an explanation only the first).
+    two checks (an explanation only the first). Code written in place is then reviewed by
+    `checks` (see `checks.py`); `text` should be the whole document, so that names defined
+    elsewhere in it count.
     """
     start, end = sorted((max(0, min(start, len(text))), max(0, min(end, len(text)))))
     original = text[start:end]
@@ -188,6 +203,20 @@ def verify_edit(
         dropped = sorted(old_names - new_names)
         if dropped:
             return Verdict(False, f"the answer drops definitions: {', '.join(dropped)}")
+    if kind in REVIEWED_KINDS and checks:
+        findings = review(
+            language,
+            new_tree.root_node,
+            new_data,
+            start_byte,
+            new_end,
+            text[:start],
+            replacement,
+            spec=spec,
+            checks=checks,
+        )
+        if findings:
+            return Verdict(False, findings[0].message, tuple(findings))
     if before and len(after) < len(before):
         return Verdict(True, f"parses, with {len(before) - len(after)} syntax error(s) fewer")
     return Verdict(True, "parses without new syntax errors")

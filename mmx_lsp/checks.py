@@ -1,0 +1,421 @@
+"""Pure checks that catch wrong answers without running them: names defined nowhere,
+attributes the class never sets, placeholders, promised values never returned, an answer that
+repeats the code above it or redefines its own signature.
+
+Each check reads the document with the answer in place (a tree-sitter tree of the whole text)
+and the byte range the answer occupies. They are deliberately lenient: a name bound anywhere
+in the file counts as defined, and a class with a base class may get attributes from it, so a
+check that fires is usually right. `benchmarks/routing_quality.py` reports each check's catches
+and false alarms on real answers; `CHECKS` lists the ones the server applies.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+
+from mmx_lsp.languages import LanguageSpec
+
+if TYPE_CHECKING:
+    from tree_sitter import Node, Query
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason to distrust an answer: the check's name and a sentence for the user."""
+
+    check: str
+    message: str
+
+
+# The checks the cascade acts on, in the order they are reported. `unused_parameter` is
+# measured but not acted on: on real answers it fires on good ones as often as on bad ones.
+CHECKS = (
+    "placeholder",
+    "redefines_signature",
+    "repeats_context",
+    "undefined_name",
+    "unknown_attribute",
+    "missing_return",
+)
+MEASURED_ONLY = ("unused_parameter",)
+# Checks of what a whole body must do; a line typed inside a body is not held to them.
+_BODY_CHECKS = frozenset({"placeholder", "missing_return", "unused_parameter"})
+
+# The receiver of an instance's own members, per language.
+_SELF_NAMES = {
+    "python": frozenset({"self"}),
+    "javascript": frozenset({"this"}),
+    "javascriptreact": frozenset({"this"}),
+    "typescript": frozenset({"this"}),
+    "typescriptreact": frozenset({"this"}),
+    "java": frozenset({"this"}),
+}
+# Member access node -> (object field, member field), per grammar family.
+_MEMBER_ACCESS = {
+    "attribute": ("object", "attribute"),  # Python
+    "member_expression": ("object", "property"),  # JavaScript, TypeScript
+    "field_access": ("object", "field"),  # Java
+}
+# Names a Python module sees without defining them.
+_PY_IMPLICIT = frozenset(dir(builtins)) | {
+    "self",
+    "cls",
+    "__file__",
+    "__name__",
+    "__class__",
+    "__module__",
+    "__qualname__",
+}
+# Languages whose file is a closed world of names: every name is bound in the file, imported
+# or built in. Go, Java, Rust and C see names from other files of their package or headers.
+_CLOSED_WORLD = {"python": _PY_IMPLICIT}
+
+_PLACEHOLDER_CALLS = re.compile(
+    r"\b(NotImplementedError|NotImplementedException|UnsupportedOperationException"
+    r"|todo!|unimplemented!)"
+)
+_PLACEHOLDER_ONLY = re.compile(r"^(pass|\.\.\.|;|\{\s*\}|return;?|return None;?)$")
+_COMMENT_LINE = re.compile(r"^\s*(#|//|/\*|\*|--)")
+_RETURN_DOC = re.compile(
+    r"(:returns?:|@returns?\b|^\s*Returns?\s*:|^\s*Returns?\b|\breturns?\s+(the|a|an|true|false)\b)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_RETURNS_NOTHING = re.compile(r"(:returns?:|@returns?)\s*(None|nothing|void)\b", re.IGNORECASE)
+
+
+def _text(node: Node | None) -> str:
+    if node is None or node.text is None:
+        return ""
+    return node.text.decode("utf-8", "replace")
+
+
+def _walk(node: Node) -> Iterator[Node]:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(current.children))
+
+
+def _within(node: Node, low: int, high: int) -> bool:
+    return node.start_byte >= low and node.end_byte <= high
+
+
+@cache
+def _binding_query(spec: LanguageSpec) -> Query:
+    """Identifiers in a position that binds or names rather than uses (shared with scoring)."""
+    from mmx_lsp.scoring import identifier_query
+
+    return identifier_query(spec)
+
+
+def _enclosing(node: Node, types: frozenset[str]) -> Node | None:
+    parent = node.parent
+    while parent is not None:
+        if parent.type in types:
+            return parent
+        parent = parent.parent
+    return None
+
+
+def _definition_at(root: Node, spec: LanguageSpec, low: int, high: int) -> Node | None:
+    """The innermost definition that holds the answer's bytes."""
+    node = root.descendant_for_byte_range(low, max(low, high - 1))
+    while node is not None and not (
+        node.type in spec.definitions and node.start_byte < low and node.end_byte >= high
+    ):
+        node = node.parent
+    return node
+
+
+def _code_lines(answer: str) -> list[str]:
+    return [
+        line.strip()
+        for line in answer.splitlines()
+        if line.strip() and not _COMMENT_LINE.match(line)
+    ]
+
+
+def _writes_whole_body(root: Node, spec: LanguageSpec, low: int, high: int) -> bool:
+    """Whether the answer is the whole body of its definition (past a docstring or comment):
+    the checks about what a body must do apply only then, not to a line in a body being typed."""
+    definition = _definition_at(root, spec, low, high)
+    if definition is None or definition.type.startswith("class"):
+        return False
+    body = definition.child_by_field_name("body")
+    if body is None:
+        return False
+    statements = [c for c in body.named_children if "comment" not in c.type]
+    if (
+        statements
+        and statements[0].type == "expression_statement"
+        and statements[0].end_byte <= low
+    ):
+        first = statements[0].named_children
+        if first and first[0].type == "string":
+            statements = statements[1:]
+    # No statement but the answer's own (or none at all: a comment is all it wrote).
+    return all(c.start_byte >= low - 1 and c.end_byte <= high + 1 for c in statements)
+
+
+def _placeholder(answer: str) -> str | None:
+    if _PLACEHOLDER_CALLS.search(answer):
+        return "the answer is a placeholder: it raises 'not implemented'"
+    lines = [line for line in _code_lines(answer) if not line.startswith(('"""', "'''"))]
+    if lines and all(_PLACEHOLDER_ONLY.match(line) for line in lines):
+        return "the answer is a placeholder: it does nothing"
+    if not lines and re.search(r"\b(TODO|FIXME)\b", answer):
+        return "the answer is only a TODO comment"
+    return None
+
+
+def _redefines(root: Node, spec: LanguageSpec, low: int, high: int) -> str | None:
+    definition = _definition_at(root, spec, low, high)
+    if definition is None:
+        return None
+    name = _text(definition.child_by_field_name("name"))
+    if not name:
+        return None
+    for node in _walk(definition):
+        if (
+            node != definition
+            and node.type == definition.type
+            and _within(node, low, high)
+            and _text(node.child_by_field_name("name")) == name
+        ):
+            return f"the answer redefines {name} inside itself"
+    return None
+
+
+def _repeats_context(before: str, answer: str) -> str | None:
+    """The answer starts with two or more lines that stand just above it (a copy of the
+    prompt's context, not new code)."""
+    wanted = _code_lines(answer)[:6]
+    above = [line.strip() for line in before.splitlines()[-40:] if line.strip()]
+    if len(wanted) < 2 or len(above) < 2:
+        return None
+    for size in range(min(len(wanted), len(above)), 1, -1):
+        head = wanted[:size]
+        if sum(len(line) for line in head) < 16:
+            continue
+        for start in range(len(above) - size + 1):
+            if above[start : start + size] == head:
+                return f"the answer repeats {size} lines of the code above it"
+    return None
+
+
+def _bindings(root: Node, spec: LanguageSpec, source: bytes) -> set[bytes]:
+    """Names bound (or named) anywhere in the file."""
+    from tree_sitter import QueryCursor
+
+    captures = QueryCursor(_binding_query(spec)).captures(root)
+    bound: set[bytes] = set()
+    for node in captures.get("bound", ()):
+        bound.add(source[node.start_byte : node.end_byte])
+    for node in _walk(root):
+        if node.type in ("import_statement", "import_from_statement", "aliased_import"):
+            for child in _walk(node):
+                if child.type == "identifier":
+                    bound.add(source[child.start_byte : child.end_byte])
+        elif node.type in spec.definitions:
+            name = node.child_by_field_name("name")
+            if name is not None:
+                bound.add(source[name.start_byte : name.end_byte])
+    return bound
+
+
+def _undefined_names(
+    root: Node, spec: LanguageSpec, source: bytes, low: int, high: int
+) -> str | None:
+    implicit = _CLOSED_WORLD.get(spec.name)
+    if implicit is None:
+        return None
+    from tree_sitter import QueryCursor
+
+    captures = QueryCursor(_binding_query(spec)).captures(root)
+    positions = {(n.start_byte, n.end_byte) for n in captures.get("bound", ())}
+    bound = _bindings(root, spec, source)
+    missing: list[str] = []
+    for node in captures.get("use", ()):
+        if not _within(node, low, high) or (node.start_byte, node.end_byte) in positions:
+            continue
+        name = source[node.start_byte : node.end_byte]
+        text = name.decode("utf-8", "replace")
+        if name in bound or text in implicit or text in missing:
+            continue
+        missing.append(text)
+    if not missing:
+        return None
+    listed = ", ".join(missing[:4])
+    return f"the answer uses {listed}, defined nowhere in the file"
+
+
+def _unknown_attributes(
+    root: Node, spec: LanguageSpec, source: bytes, low: int, high: int
+) -> str | None:
+    selves = _SELF_NAMES.get(spec.name)
+    if not selves:
+        return None
+    definition = _definition_at(root, spec, low, high)
+    container = definition
+    while container is not None and not container.type.startswith("class"):
+        container = _enclosing(container, spec.definitions)
+    if container is None or _has_base(container) or b"setattr" in source or b"__dict__" in source:
+        return None
+    known: set[str] = set()
+    used: list[tuple[str, Node]] = []
+    for node in _walk(container):
+        if node.type in spec.definitions and node != container:
+            known.add(_text(node.child_by_field_name("name")))
+        if node.type in ("assignment", "field_definition", "public_field_definition"):
+            target = node.child_by_field_name("left") or node.child_by_field_name("name")
+            if target is not None and target.type == "identifier":
+                known.add(_text(target))
+            elif target is not None and target.type in ("property_identifier",):
+                known.add(_text(target))
+        if node.type == "field_declaration":
+            for child in _walk(node):
+                if child.type == "identifier":
+                    known.add(_text(child))
+        fields = _MEMBER_ACCESS.get(node.type)
+        if fields is None:
+            continue
+        receiver = node.child_by_field_name(fields[0])
+        member = node.child_by_field_name(fields[1])
+        if receiver is None or member is None or _text(receiver) not in selves:
+            continue
+        parent = node.parent
+        assigned = parent is not None and parent.type in (
+            "assignment",
+            "augmented_assignment",
+            "assignment_expression",
+            "pattern_list",
+            "tuple_pattern",
+        )
+        if assigned and parent is not None and parent.child_by_field_name("right") is node:
+            assigned = False
+        if assigned:
+            known.add(_text(member))
+        elif _within(node, low, high):
+            used.append((_text(member), node))
+    unknown = sorted(
+        {name for name, _node in used if name not in known and not name.startswith("__")}
+    )
+    if not unknown:
+        return None
+    receiver = next(iter(selves))
+    listed = ", ".join(f"{receiver}.{name}" for name in unknown[:4])
+    return f"the answer uses {listed}, which the class never sets"
+
+
+def _has_base(container: Node) -> bool:
+    for field in ("superclasses", "heritage", "superclass", "interfaces"):
+        if container.child_by_field_name(field) is not None:
+            return True
+    return any(child.type in ("class_heritage", "superclass") for child in container.children)
+
+
+def _doc_of(definition: Node, source: bytes) -> str:
+    """The docstring (first string statement of the body) or the comments just above."""
+    body = definition.child_by_field_name("body")
+    if body is not None and body.named_children:
+        first = body.named_children[0]
+        if first.type == "expression_statement" and first.named_children:
+            if first.named_children[0].type == "string":
+                return _text(first.named_children[0])
+    comments: list[str] = []
+    sibling = definition.prev_named_sibling
+    while sibling is not None and "comment" in sibling.type:
+        comments.append(_text(sibling))
+        sibling = sibling.prev_named_sibling
+    return "\n".join(reversed(comments))
+
+
+def _missing_return(
+    root: Node, spec: LanguageSpec, source: bytes, low: int, high: int
+) -> str | None:
+    definition = _definition_at(root, spec, low, high)
+    if definition is None or definition.type.startswith("class"):
+        return None
+    doc = _doc_of(definition, source)
+    annotation = _text(definition.child_by_field_name("return_type"))
+    promises = bool(_RETURN_DOC.search(doc)) and not _RETURNS_NOTHING.search(doc)
+    if annotation:
+        promises = annotation.strip() not in ("None", "void", "NoReturn", "()")
+    if not promises:
+        return None
+    for node in _walk(definition):
+        if not _within(node, low, high):
+            continue
+        if node.type in ("return_statement", "yield", "yield_expression", "yield_statement"):
+            if node.type != "return_statement" or node.named_child_count:
+                return None
+        if node.type == "raise_statement" or node.type == "throw_statement":
+            return None
+    return "the docstring promises a return value, and the answer returns nothing"
+
+
+def _unused_parameters(root: Node, spec: LanguageSpec, low: int, high: int) -> str | None:
+    definition = _definition_at(root, spec, low, high)
+    if definition is None:
+        return None
+    parameters = definition.child_by_field_name("parameters")
+    if parameters is None:
+        return None
+    names = []
+    for child in parameters.named_children:
+        target = child.child_by_field_name("name") or child.child_by_field_name("pattern") or child
+        if target.type == "identifier":
+            names.append(_text(target))
+    names = [n for n in names if n not in ("self", "cls", "_") and not n.startswith("_")]
+    used = {_text(n) for n in _walk(definition) if n.type == "identifier" and _within(n, low, high)}
+    unused = [n for n in names if n not in used]
+    if not unused:
+        return None
+    return f"the answer never uses {', '.join(unused)}"
+
+
+def review(
+    language: str,
+    root: Node,
+    source: bytes,
+    low: int,
+    high: int,
+    before: str,
+    answer: str,
+    *,
+    spec: LanguageSpec,
+    checks: tuple[str, ...] = CHECKS,
+) -> list[Finding]:
+    """What the named checks find wrong with the answer occupying bytes [low, high) of
+    `source` (the document with the answer in place), parsed as `root`."""
+    del language  # the spec names it
+    found: list[Finding] = []
+    whole_body = _writes_whole_body(root, spec, low, high)
+    for check in checks:
+        if check in _BODY_CHECKS and not whole_body:
+            continue
+        if check == "placeholder":
+            message = _placeholder(answer)
+        elif check == "redefines_signature":
+            message = _redefines(root, spec, low, high)
+        elif check == "repeats_context":
+            message = _repeats_context(before, answer)
+        elif check == "undefined_name":
+            message = _undefined_names(root, spec, source, low, high)
+        elif check == "unknown_attribute":
+            message = _unknown_attributes(root, spec, source, low, high)
+        elif check == "missing_return":
+            message = _missing_return(root, spec, source, low, high)
+        elif check == "unused_parameter":
+            message = _unused_parameters(root, spec, low, high)
+        else:
+            raise ValueError(f"unknown check {check!r}")
+        if message:
+            found.append(Finding(check, message))
+    return found
