@@ -6,12 +6,13 @@ import builtins
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TYPE_CHECKING, Literal
 
 from mmx_lsp.kinds import Kind
 from mmx_lsp.languages import LanguageSpec, grammar
+from mmx_lsp.place import Place, measure_place
 
 if TYPE_CHECKING:
     from tree_sitter import Node, Query
@@ -109,9 +110,13 @@ class Features:
     enclosing_lines: int
     estimated_input_tokens: int
     estimated_output_tokens: int
+    # What a completion is asked to write (zero for selections and plain text).
+    place: Place = field(default_factory=Place)
 
-    def as_dict(self) -> dict[str, int | str]:
-        return dict(vars(self))
+    def as_dict(self) -> dict[str, int | str | float]:
+        values: dict[str, int | str | float] = {k: v for k, v in vars(self).items() if k != "place"}
+        values.update(vars(self.place))
+        return values
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,18 @@ def measure(doc: Document, request: Request) -> Features:
 
     input_tokens = _input_estimate(kind, context_tokens, selection_tokens)
     output_tokens = _output_estimate(kind, hole, selection_tokens, enclosing_lines)
+    place = (
+        Place()
+        if selection
+        else measure_place(
+            root,
+            spec,
+            local_r0,
+            imports=len(doc.import_lines()),
+            lines=doc.lines,
+            first_row=span.start_row,
+        )
+    )
     return Features(
         kind=kind,
         language=doc.language,
@@ -233,6 +250,7 @@ def measure(doc: Document, request: Request) -> Features:
         enclosing_lines=enclosing_lines,
         estimated_input_tokens=input_tokens,
         estimated_output_tokens=output_tokens,
+        place=place,
     )
 
 
@@ -436,11 +454,14 @@ _NOT_USES = (
     "(dotted_name (identifier) @bound)",
     "(identifier_pattern (identifier) @bound)",
     "(for_in_statement left: (identifier) @bound)",
+    "(as_pattern_target (identifier) @bound)",
+    "(catch_clause parameter: (identifier) @bound)",
 )
 
 
 @cache
-def _identifier_query(spec: LanguageSpec) -> Query:
+def identifier_query(spec: LanguageSpec) -> Query:
+    """Identifiers captured as `@use`, and as `@bound` where they bind or name a member."""
     from tree_sitter import Query, QueryError
 
     language = grammar(spec)
@@ -458,7 +479,7 @@ def _external_identifiers(scope: Node, source: bytes, spec: LanguageSpec) -> int
     """Distinct names used in the scope but bound outside it (imports, other definitions)."""
     from tree_sitter import QueryCursor
 
-    captures = QueryCursor(_identifier_query(spec)).captures(scope)
+    captures = QueryCursor(identifier_query(spec)).captures(scope)
     not_uses = {(n.start_byte, n.end_byte) for n in captures.get("bound", ())}
     used: set[bytes] = set()
     bound: set[bytes] = set()
