@@ -133,6 +133,20 @@ class RoutingConfig(_Section):
         default=False, description="Once the budget is spent, answer only from the cache."
     )
     rules: list[Rule] = Field(default_factory=list)
+    router: Literal["learned", "weights"] = Field(
+        default="learned",
+        description="learned: the estimate that the cheap answer is good, weighed against "
+        "prices; weights: the fixed weighted score and premium_above.",
+    )
+    router_file: str | None = Field(
+        default=None,
+        description="Router file from mmx-lsp calibrate (router.json in the user data dir).",
+    )
+    failed_answer_usd: Decimal = Field(
+        default=Decimal("0.05"),
+        ge=0,
+        description="What an answer that fails costs you; weighed against the premium price.",
+    )
 
 
 class CacheConfig(_Section):

@@ -10,6 +10,7 @@ from decimal import Decimal
 from mmx_lsp.config import Settings
 from mmx_lsp.documents import Document
 from mmx_lsp.kinds import Kind, Tier
+from mmx_lsp.router import Router
 from mmx_lsp.routing import Decision, route
 from mmx_lsp.scoring import Features, Request, for_kind, measure, score
 
@@ -68,6 +69,7 @@ def decide(
     override: tuple[Tier, str] | None = None,
     spent_today: Decimal = Decimal(0),
     request_id: str | None = None,
+    router: Router | None = None,
 ) -> Decision:
     return decide_features(
         settings,
@@ -76,6 +78,7 @@ def decide(
         override=override,
         spent_today=spent_today,
         request_id=request_id,
+        router=router,
     )
 
 
@@ -87,12 +90,18 @@ def decide_kinds(
     *,
     override: tuple[Tier, str] | None = None,
     spent_today: Decimal = Decimal(0),
+    router: Router | None = None,
 ) -> dict[Kind, Decision]:
     """Decisions for several kinds of request over the same place, measured once."""
     features = measured(doc, request)
     return {
         kind: decide_features(
-            settings, doc, for_kind(features, kind), override=override, spent_today=spent_today
+            settings,
+            doc,
+            for_kind(features, kind),
+            override=override,
+            spent_today=spent_today,
+            router=router,
         )
         for kind in kinds
     }
@@ -106,6 +115,7 @@ def decide_features(
     override: tuple[Tier, str] | None = None,
     spent_today: Decimal = Decimal(0),
     request_id: str | None = None,
+    router: Router | None = None,
 ) -> Decision:
     value, contributions = score(features)
     return route(
@@ -117,4 +127,5 @@ def decide_features(
         path=doc.path,
         override=override,
         spent_today=spent_today,
+        router=router,
     )

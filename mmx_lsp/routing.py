@@ -11,7 +11,11 @@ from mmx_lsp import globs
 from mmx_lsp.config import Rule, Settings
 from mmx_lsp.kinds import Kind, Tier
 from mmx_lsp.pricing import Usage, cost_usd, format_usd, price_for
+from mmx_lsp.router import Router, expected_costs
 from mmx_lsp.scoring import Features
+
+# The router of a decision made by the weighted score (the fixed baseline).
+WEIGHTS_ROUTER = "weights/1"
 
 OVERRIDE_SCOPES = ("next", "document", "session")
 
@@ -77,6 +81,11 @@ class Decision:
     estimate_usd: dict[str, Decimal]
     cached: bool = False
     cache_only: bool = False
+    # The learned router's estimate that the cheap answer is good (None: the weighted score
+    # decided), which router decided, and the expected cost of each way to answer.
+    p_cheap_ok: float | None = None
+    router: str = WEIGHTS_ROUTER
+    expected_usd: dict[str, Decimal] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +103,11 @@ class Decision:
             "estimate_usd": {k: float(v) for k, v in self.estimate_usd.items()},
             "cached": self.cached,
             "cache_only": self.cache_only,
+            "p_cheap_ok": self.p_cheap_ok,
+            "router": self.router,
+            "expected_usd": (
+                {k: float(v) for k, v in self.expected_usd.items()} if self.expected_usd else None
+            ),
         }
 
 
@@ -184,13 +198,36 @@ def route(
     path: str = "",
     override: tuple[Tier, str] | None = None,
     spent_today: Decimal = Decimal(0),
+    router: Router | None = None,
 ) -> Decision:
-    """Choose the tier: an override, else the first matching rule, else the threshold."""
+    """Choose the tier: an override, else the first matching rule, else the learned router's
+    expected costs (completions, with `routing.router = "learned"`), else the threshold."""
     what = describe(features)
     limit = threshold(settings, spent_today)
     rule_json: dict[str, Any] | None = None
     override_text: str | None = None
     tier: Tier
+    estimates = estimate(settings, features)
+    learned = (
+        router is not None
+        and settings.routing.router == "learned"
+        and router.covers(features.kind, features.hole)
+    )
+    p_cheap_ok: float | None = None
+    expected: dict[str, Decimal] | None = None
+    if learned and router is not None:
+        p_cheap_ok = round(router.p_cheap_ok(features.as_dict()), 4)
+        score = round(1 - p_cheap_ok, 4)
+        contributions = {}
+        # Near the budget the threshold rises toward 1; what a failure costs shrinks with it,
+        # so premium gets rarer the same way.
+        base = settings.routing.premium_above
+        weight = (1 - limit) / (1 - base) if base < 1 else 1.0
+        failure = settings.routing.failed_answer_usd * Decimal(str(round(weight, 4)))
+        costs = expected_costs(
+            router, p_cheap_ok, estimates["cheap"], estimates["premium"], failure
+        )
+        expected = {"cheap_first": costs.cheap_first, "premium": costs.premium}
     if override is not None:
         tier, scope = override
         override_text = scope
@@ -208,9 +245,18 @@ def route(
                 reason = f"{what}; rule {index + 1} sends it to {tier}"
                 break
         else:
-            tier = "premium" if score > limit else "cheap"
-            relation = "above" if tier == "premium" else "at or below"
-            reason = f"{what}; score {score:.2f} {relation} threshold {limit:.2f}"
+            if expected is not None and p_cheap_ok is not None:
+                cheaper = expected["premium"] < expected["cheap_first"]
+                tier = "premium" if cheaper else "cheap"
+                reason = (
+                    f"{what}; cheap answer good with p={p_cheap_ok:.2f}: expected "
+                    f"{format_usd(expected['premium'], approx=True)} on premium against "
+                    f"{format_usd(expected['cheap_first'], approx=True)} cheap first"
+                )
+            else:
+                tier = "premium" if score > limit else "cheap"
+                relation = "above" if tier == "premium" else "at or below"
+                reason = f"{what}; score {score:.2f} {relation} threshold {limit:.2f}"
             if limit > settings.routing.premium_above:
                 reason += (
                     f" (raised from {settings.routing.premium_above:.2f}: near today's budget)"
@@ -221,7 +267,6 @@ def route(
     )
     if cache_only:
         reason += "; today's budget is spent, answering from the cache only"
-    estimates = estimate(settings, features)
     return Decision(
         request_id=request_id,
         kind=features.kind,
@@ -236,6 +281,9 @@ def route(
         override=override_text,
         estimate_usd=estimates,
         cache_only=cache_only,
+        p_cheap_ok=p_cheap_ok,
+        router=router.version if learned and router is not None else WEIGHTS_ROUTER,
+        expected_usd=expected,
     )
 
 
