@@ -246,7 +246,7 @@ async def whole_policy(items: list[rd.Item], router_mode: str) -> dict[str, Any]
             statuses: dict[str, Any] = {}
             client = await start_server(
                 init,
-                handlers={"mmx/status": lambda p, seen=statuses: seen.update({p.request_id: p})},
+                on_status=lambda p, seen=statuses: seen.update({p.request_id: p}),
             )
             try:
                 for i in test:

@@ -297,7 +297,7 @@ def _unknown_attributes(
             "pattern_list",
             "tuple_pattern",
         )
-        if assigned and parent is not None and parent.child_by_field_name("right") is node:
+        if assigned and parent is not None and parent.child_by_field_name("right") == node:
             assigned = False
         if assigned:
             known.add(_text(member))
@@ -308,8 +308,8 @@ def _unknown_attributes(
     )
     if not unknown:
         return None
-    receiver = next(iter(selves))
-    listed = ", ".join(f"{receiver}.{name}" for name in unknown[:4])
+    own = next(iter(selves))
+    listed = ", ".join(f"{own}.{name}" for name in unknown[:4])
     return f"the answer uses {listed}, which the class never sets"
 
 
