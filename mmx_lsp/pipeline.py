@@ -514,6 +514,8 @@ class Pipeline:
                 "rule": decision.rule,
                 "override": decision.override,
             }
+            if status.preview is not None:
+                extra |= decision.estimated_record(status.tier)
         record = {
             "request_id": status.request_id,
             "time": self._clock(),

@@ -87,6 +87,20 @@ class Decision:
     router: str = WEIGHTS_ROUTER
     expected_usd: dict[str, Decimal] | None = None
 
+    def estimated_record(self, tier: str) -> dict[str, Any]:
+        """What a request that called no model (preview mode) is recorded as having used:
+        the estimate of its tokens and of its cost at `tier`, marked `usage_estimated`, so
+        that the metrics of a replayed session show its spend and savings for what they are."""
+        cost = self.estimate_usd.get(tier, Decimal(0))
+        premium = self.estimate_usd.get("premium")
+        return {
+            "cost_usd": cost,
+            "saved_usd": None if premium is None else premium - cost,
+            "input_tokens": int(self.features.get("estimated_input_tokens", 0)),
+            "output_tokens": int(self.features.get("estimated_output_tokens", 0)),
+            "usage_estimated": True,
+        }
+
     def to_json(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id,

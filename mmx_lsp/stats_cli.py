@@ -181,6 +181,8 @@ def _stats(argv: Sequence[str] | None) -> int:
         metrics.write_atomic(args.prometheus_file, metrics.prometheus_text(summary, regressions))
     else:
         print_table(summary, regressions, path=path, since=args.since)
+        if args.demo:
+            print("the demo database of `mmx-lsp replay`: costs are the router's estimates")
     return 0
 
 

@@ -17,6 +17,7 @@ from types import ModuleType
 
 import pytest
 
+from mmx_lsp.pricing import format_usd
 from tests.e2e.conftest import REPO
 
 pytestmark = pytest.mark.e2e
@@ -173,12 +174,24 @@ def test_the_demo_database_holds_the_session_for_stats_and_report(
     conn.close()
     assert f"Recorded {count} requests" in recorded
     assert premium == 2
+    # No model was called: what each answered request would have cost is recorded as such.
+    conn = sqlite3.connect(database)
+    answered = conn.execute(
+        "SELECT cost_pusd, input_tokens, json_extract(extra, '$.usage_estimated')"
+        " FROM requests WHERE cancelled = 0"
+    ).fetchall()
+    conn.close()
+    assert answered and all(cost > 0 and tokens > 0 and marked for cost, tokens, marked in answered)
+    total = Decimal(sum(cost for cost, _, _ in answered)) / 10**12
+    [routed] = [line for line in lines if line.startswith("  routed ")]
+    assert routed.split()[-1] == format_usd(total)
 
     stats = mmx(home, "stats", "--demo")
     assert stats.returncode == 0, stats.stderr
-    total = next(line for line in stats.stdout.splitlines() if "total" in line)
-    assert int(total.split("│")[3]) == count
+    assert int(total_line(stats.stdout).split("│")[3]) == count
     assert "gpt-5.5" in stats.stdout and str(database) in stats.stdout
+    assert format_usd(total) in total_line(stats.stdout)
+    assert "costs are the router's estimates" in stats.stdout
 
     report = mmx(home, "report", "--demo", "--out", str(home / "report"))
     assert report.returncode == 0, report.stderr
@@ -186,6 +199,10 @@ def test_the_demo_database_holds_the_session_for_stats_and_report(
     charts = sorted(p.name for p in (home / "report").glob("*.png"))
     assert "spend_per_day.png" in charts and "tier_mix.png" in charts
     assert page.count('src="data:image/png;base64,') == len(charts)
+
+
+def total_line(table: str) -> str:
+    return next(line for line in table.splitlines() if "total" in line)
 
 
 def test_a_replay_replaces_the_demo_database(demo: tuple[Path, list[str], float]) -> None:
