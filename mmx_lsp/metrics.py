@@ -9,7 +9,6 @@ import logging
 import math
 import os
 import queue
-import re
 import sqlite3
 import threading
 import time
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from mmx_lsp.since import parse_since
 
 if TYPE_CHECKING:
     from mmx_lsp.config import Settings
@@ -1149,40 +1150,6 @@ class _Reader:
     def __exit__(self, *exc: object) -> None:
         if self.conn is not None:
             self.conn.close()
-
-
-# --------------------------------------------------------------------------- since
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)
-_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_since(value: float | int | str | None, now: float | None = None) -> float | None:
-    """Epoch seconds from `7d`, `24h`, `30m`, `2w`, an ISO 8601 date or time (local time when
-    it has no zone), or epoch seconds. Raises ValueError with a message for people."""
-    if value is None or value == "":
-        return None
-    now = time.time() if now is None else now
-    if isinstance(value, bool):
-        raise ValueError("since must be a duration (7d, 24h), a date (2026-11-01) or a time")
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value).strip()
-    match = _DURATION.match(text)
-    if match:
-        return now - float(match.group(1)) * _UNITS[match.group(2).lower()]
-    if re.fullmatch(r"\d+(\.\d+)?", text) and len(text) > 8:
-        return float(text)
-    try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"cannot read since={text!r}: use a duration such as 7d, 24h or 30m, "
-            "a date such as 2026-11-01, or a time such as 2026-11-01T09:30"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()
-    return moment.timestamp()
 
 
 # --------------------------------------------------------------------------- summaries

@@ -6,12 +6,13 @@ thousand); older ones are still in the metrics database (`mmx-lsp stats`).
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
+
+from mmx_lsp.since import parse_since
 
 MAX_RECORDS = 20_000
 
@@ -23,24 +24,6 @@ def percentile(values: Sequence[float], share: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(share * len(ordered)))
     return ordered[rank - 1]
-
-
-def parse_since(value: Any) -> float | None:
-    """`since` of mmx.stats: epoch seconds, or an ISO 8601 date or time (UTC if no zone)."""
-    if value is None:
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            message = f"since must be epoch seconds or an ISO 8601 time, got {value!r}"
-            raise ValueError(message) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.UTC)
-        return moment.timestamp()
-    raise ValueError("since must be epoch seconds or an ISO 8601 time")
 
 
 class SessionLog:
@@ -64,9 +47,10 @@ class SessionLog:
     def get(self, request_id: str) -> dict[str, Any] | None:
         return self._records.get(request_id)
 
-    def stats(self, since: Any = None) -> dict[str, Any]:
-        """DESIGN.md's metrics summary of the requests recorded in this session."""
-        cutoff = parse_since(since)
+    def stats(self, since: Any = None, now: float | None = None) -> dict[str, Any]:
+        """DESIGN.md's metrics summary of the requests recorded in this session (`since`: see
+        `mmx_lsp.since`)."""
+        cutoff = parse_since(since, now)
         rows = [r for r in self if cutoff is None or r["time"] >= cutoff]
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for record in rows:
