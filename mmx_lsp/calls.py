@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from mmx_lsp import prompts
 from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, is_action_kind
 from mmx_lsp.providers import ModelRequest
+from mmx_lsp.tokens import chars_for_tokens
 
 if TYPE_CHECKING:
     from mmx_lsp.config import TierConfig
@@ -75,7 +76,7 @@ def take_snapshot(
     r1, i1 = (r0, i0) if end is None else end
     # A window of the document, never the whole text: the request path stays the same
     # cost in a 500-line file and a 50,000-line one.
-    budget = (INLINE_CONTEXT_TOKENS if end is None else ACTION_CONTEXT_TOKENS) * 4
+    budget = chars_for_tokens(INLINE_CONTEXT_TOKENS if end is None else ACTION_CONTEXT_TOKENS)
     excerpt = doc.excerpt((r0, i0), (r1, i1), budget)
     line = doc.line_text(r0)
     return Snapshot(

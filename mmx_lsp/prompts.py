@@ -11,9 +11,9 @@ from tree_sitter import Node
 
 from mmx_lsp.kinds import ActionKind
 from mmx_lsp.languages import IMPORT_TYPES, parser_for, spec_for
+from mmx_lsp.tokens import chars_for_tokens
 
 FILL = "<FILL>"
-CHARS_PER_TOKEN = 4
 
 # Bump a version whenever its template's wording or layout changes: cached answers of the
 # old template then miss.
@@ -258,11 +258,11 @@ def build_inline(
 
     `api="chat"` gives a hole-filler (system + user message with a `<FILL>` marker);
     `api="completions"` gives a fill-in-the-middle `prompt` and `suffix`. The context is
-    trimmed to about `context_tokens` tokens (four characters a token). `outline` saves a
+    trimmed to about `context_tokens` tokens (`tokens.chars_for_tokens`). `outline` saves a
     parse when the caller knows the enclosing definition and the import lines.
     """
     offset = max(0, min(offset, len(text)))
-    budget = max(1, context_tokens) * 4
+    budget = chars_for_tokens(max(1, context_tokens))
     before, after = _around(text, offset, offset, language, budget, outline)
     if api == "completions":
         return Prompt(TEMPLATE_VERSIONS["inline-fim"], prompt=before, suffix=after)
@@ -325,7 +325,7 @@ def build_action(
     """
     start, end = sorted((max(0, min(start, len(text))), max(0, min(end, len(text)))))
     selection = text[start:end]
-    budget = max(0, context_tokens * CHARS_PER_TOKEN - len(selection))
+    budget = max(0, chars_for_tokens(context_tokens) - len(selection))
     before, after = _around(text, start, end, language, budget + len(selection), outline)
     name = language if spec_for(language) else "plain text"
     parts = [f"Language: {name}"]

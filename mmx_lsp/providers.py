@@ -7,7 +7,6 @@ import email.utils
 import ipaddress
 import json
 import logging
-import math
 import os
 import re
 import time
@@ -32,6 +31,7 @@ from mmx_lsp.errors import (
 )
 from mmx_lsp.kinds import Tier
 from mmx_lsp.pricing import Price, Usage, cost_usd
+from mmx_lsp.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +196,6 @@ def _decimal(value: object) -> Decimal | None:
     except InvalidOperation:
         return None
     return amount if amount.is_finite() and amount >= 0 else None
-
-
-def _estimate_tokens(text: str) -> int:
-    return max(1, math.ceil(len(text) / 4)) if text else 0
 
 
 def _provider_message(exc: openai.APIStatusError) -> str:
@@ -573,7 +569,7 @@ class Providers:
         else:
             prompt_text = "\n".join(m.get("content", "") for m in request.messages or [])
             prompt_text += (request.prompt or "") + (request.suffix or "")
-            tokens = Usage(_estimate_tokens(prompt_text), _estimate_tokens(text))
+            tokens = Usage(estimate_tokens(prompt_text), estimate_tokens(text))
             usage_cost = None
             estimated = True
             log.debug("%s reported no usage; tokens estimated", target.where)

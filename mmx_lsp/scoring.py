@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from mmx_lsp.kinds import Kind
 from mmx_lsp.languages import LanguageSpec, grammar
 from mmx_lsp.place import Place, measure_place
+from mmx_lsp.tokens import tokens_for_bytes
 
 if TYPE_CHECKING:
     from tree_sitter import Node, Query
@@ -69,29 +70,7 @@ PROMPT_OVERHEAD_TOKENS = {
     "docstring": 120,
 }
 
-# One match is one token: a word piece of up to 8 letters, up to 3 digits, a pair of
-# punctuation characters, a line break with its indentation, a run of inner spaces.
-_TOKEN = re.compile(r"[A-Za-z_]{1,8}|\d{1,3}|[^\w\s]{1,2}|\n[ \t]*|(?<=\S)[ \t]{2,}|\w+")
 _PY_BUILTINS = frozenset(dir(builtins)) | {"self", "cls"}
-
-
-# Tokens per byte of source: the median ratio of estimate_tokens to size over the fixtures'
-# definitions (median error 13 %). Lets the keystroke path size a context from its byte
-# range alone; tests/unit/test_scoring.py keeps the two in step.
-TOKENS_PER_BYTE = 0.25
-
-
-def tokens_for_bytes(size: int) -> int:
-    return int(size * TOKENS_PER_BYTE + 0.5)
-
-
-def estimate_tokens(text: str) -> int:
-    """An estimate of BPE tokens for source code, with no tokenizer to download.
-
-    On the fixtures it gives 3 to 5 characters a token, the range BPE tokenizers show on
-    code (more for comment-heavy files).
-    """
-    return len(_TOKEN.findall(text))
 
 
 @dataclass(frozen=True)

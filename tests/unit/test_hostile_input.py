@@ -15,7 +15,8 @@ from mmx_lsp.documents import (
     utf16_to_index,
 )
 from mmx_lsp.providers import Providers
-from mmx_lsp.scoring import Request, estimate_tokens
+from mmx_lsp.scoring import Request
+from mmx_lsp.tokens import estimate_tokens
 
 
 def _slow_utf16_to_index(line: str, character: int) -> int:

@@ -8,14 +8,12 @@ import pytest
 
 from mmx_lsp.documents import Document
 from mmx_lsp.scoring import (
-    TOKENS_PER_BYTE,
     WEIGHTS,
     Request,
-    estimate_tokens,
     measure,
     score,
-    tokens_for_bytes,
 )
+from mmx_lsp.tokens import TOKENS_PER_BYTE, estimate_tokens, tokens_for_bytes
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 LEDGER = (FIXTURES / "python" / "ledger.py").read_text()
