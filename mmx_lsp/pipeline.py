@@ -157,8 +157,6 @@ class Pipeline:
         request_id = new_request_id()
         settings, _providers, cache = self._refresh()
         decision = self._decide(settings, doc, kind, place, request_id)
-        if decision.override == "next":
-            self._overrides.consume_next()
         loop = asyncio.get_running_loop()
         started = loop.time()
         status = Status(
@@ -243,6 +241,10 @@ class Pipeline:
                 status, cancelled=True, decision=decision, flight=flight, queue_ms=queue_ms
             )
             raise
+        if decision.override == "next" and self._overrides.next == decision.tier:
+            # Spent only by a request whose answer is delivered (DESIGN.md): one cancelled
+            # or superseded before it answers leaves it for the next request.
+            self._overrides.consume_next()
         status.latency_ms = (loop.time() - started) * 1000
         status.session_cost_usd = self.spend.session_usd
         status.budget_left_usd = self.spend.budget_left(settings.routing.daily_budget_usd)

@@ -49,6 +49,15 @@ async def start(
     )
     client = await config.start()
     assert isinstance(client, LanguageClient)
+    # The server asks to watch its settings files (client/registerCapability) when the
+    # client supports it; answer as VS Code does, and keep what was asked for the tests.
+    registrations: list[types.RegistrationParams] = []
+
+    @client.feature(types.CLIENT_REGISTER_CAPABILITY)
+    def register_capability(params: types.RegistrationParams) -> None:
+        registrations.append(params)
+
+    client.registrations = registrations  # type: ignore[attr-defined]
     if before_initialize is not None:  # e.g. handlers for requests the server sends at once
         before_initialize(client)
     root = workspace or tmp

@@ -246,15 +246,9 @@ async def test_the_server_asks_the_editor_to_watch_its_settings_files(tmp_path: 
     workspace = tmp_path / "project"
     workspace.mkdir()
     (tmp_path / "xdg_config_home" / "mmx").mkdir(parents=True)
-    registered: list[types.RegistrationParams] = []
-
-    def handlers(client: LanguageClient) -> None:
-        @client.feature(types.CLIENT_REGISTER_CAPABILITY)
-        def on_register(params: types.RegistrationParams) -> None:
-            registered.append(params)
-
-    client = await start(tmp_path, workspace=workspace, before_initialize=handlers)
+    client = await start(tmp_path, workspace=workspace)
     try:
+        registered: list[types.RegistrationParams] = client.registrations  # type: ignore[attr-defined]
         await eventually(lambda: bool(registered))
         [registration] = registered[0].registrations
         assert registration.method == types.WORKSPACE_DID_CHANGE_WATCHED_FILES
@@ -291,5 +285,55 @@ async def test_without_file_watching_the_log_says_a_change_needs_a_restart(
                 "does not let the server watch files" in m.message for m in client.log_messages
             )
         )
+    finally:
+        await stop(client)
+
+
+# --- overrides -----------------------------------------------------------------------------------
+
+
+def _inline_params(uri: str) -> types.InlineCompletionParams:
+    return types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri),
+        position=types.Position(1, 4),
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Invoked
+        ),
+    )
+
+
+async def test_a_next_override_is_spent_only_by_a_request_whose_answer_is_delivered(
+    tmp_path: Path, stub: StubServer
+) -> None:
+    """`premium for the next request`, then a request cancelled while premium thinks: the
+    override stays, and the next request that answers goes to premium (DESIGN.md)."""
+    stub.mode, stub.delay_s = "slow", 3.0
+    client = await start(tmp_path, init_options=settings(stub.base_url, stub.base_url))
+    try:
+        statuses: list[Any] = []
+
+        @client.feature("mmx/status")
+        def on_status(ls: LanguageClient, params: Any) -> None:
+            statuses.append(params)
+
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), "def add(a, b):\n    \n", "python")
+        await command(client, "mmx.setTier", {"tier": "premium", "scope": "next"})
+        pending = asyncio.ensure_future(
+            client.protocol.send_request_async(
+                types.TEXT_DOCUMENT_INLINE_COMPLETION, _inline_params(uri), msg_id="cancel-me"
+            )
+        )
+        await eventually(lambda: len(stub.requests) == 1)
+        assert stub.requests[0]["model"] == "stub-premium"
+        client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="cancel-me"))
+        with pytest.raises(Exception, match="cancel"):
+            await asyncio.wait_for(pending, TIMEOUT_S)
+
+        stub.mode = "ok"
+        await client.text_document_inline_completion_async(_inline_params(uri))
+        await client.text_document_inline_completion_async(_inline_params(uri))
+        await eventually(lambda: len(statuses) == 2)
+        assert [s.tier for s in statuses] == ["premium", "cheap"], "spent by the delivered one"
+        assert [r["model"] for r in stub.requests] == ["stub-premium", "stub-premium", "stub-cheap"]
     finally:
         await stop(client)

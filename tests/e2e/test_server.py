@@ -40,6 +40,7 @@ async def test_initialize_advertises_every_feature(tmp_path: Path) -> None:
             "mmx.stats",
             "mmx.accepted",
             "mmx.rejected",
+            "mmx.health",
         }
     finally:
         await stop(lsp)
