@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from mmx_lsp import prompts
+from mmx_lsp.checks import CHECKS, WHOLE_FILE_CHECKS
 from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, is_action_kind
 from mmx_lsp.providers import ModelRequest
 from mmx_lsp.tokens import chars_for_tokens
+from mmx_lsp.verify import Verdict, verify_edit
 
 if TYPE_CHECKING:
     from mmx_lsp.config import TierConfig
@@ -61,10 +63,34 @@ class Snapshot:
     line_before: str
     line_after: str
     outline: prompts.Outline | None = None
+    # The whole document's lines then (a shallow copy; empty when too large to check whole)
+    # and the request's (row, index) places in them: answers are verified in the document.
+    lines: tuple[str, ...] = ()
+    places: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
 
     @property
     def selection(self) -> str:
         return self.text[self.start : self.end]
+
+
+# Documents up to this size are verified whole (names defined anywhere in them count);
+# larger ones in the excerpt, without the checks that need the whole file.
+VERIFY_WHOLE_CHARS = 1_000_000
+
+
+def verify_answer(snap: Snapshot, kind: Kind, answer: str) -> Verdict:
+    """The server's check of an answer, in place in the document as the request saw it."""
+    if not snap.lines:
+        checks = tuple(c for c in CHECKS if c not in WHOLE_FILE_CHECKS)
+        return verify_edit(
+            snap.language, snap.text, snap.start, snap.end, answer, kind, checks=checks
+        )
+    (r0, i0), (r1, i1) = snap.places
+    text = "".join(snap.lines)
+    before_start = sum(len(line) for line in snap.lines[:r0])
+    start = before_start + i0
+    end = sum(len(line) for line in snap.lines[:r1]) + i1 if (r1, i1) != (r0, i0) else start
+    return verify_edit(snap.language, text, start, end, answer, kind)
 
 
 def take_snapshot(
@@ -79,6 +105,7 @@ def take_snapshot(
     budget = chars_for_tokens(INLINE_CONTEXT_TOKENS if end is None else ACTION_CONTEXT_TOKENS)
     excerpt = doc.excerpt((r0, i0), (r1, i1), budget)
     line = doc.line_text(r0)
+    whole = doc.size_bytes <= VERIFY_WHOLE_CHARS and not doc.binary
     return Snapshot(
         uri=doc.uri,
         language=doc.language,
@@ -89,6 +116,8 @@ def take_snapshot(
         line_before=line[:i0],
         line_after=line[i0:],
         outline=excerpt.outline if doc.spec is not None else None,
+        lines=tuple(doc.lines) if whole else (),
+        places=((r0, i0), (r1, i1)),
     )
 
 

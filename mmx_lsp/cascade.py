@@ -27,12 +27,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mmx_lsp.errors import ProviderError
 from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, other_tier
 from mmx_lsp.pricing import Usage
+from mmx_lsp.router import Router, escalation_pays
 from mmx_lsp.verify import Verdict
+
+if TYPE_CHECKING:
+    from mmx_lsp.config import Settings
+    from mmx_lsp.routing import Decision
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,54 @@ class OnFailedCheck:
         if not self.enabled or cheap.passed or cheap.reply is None:
             return False
         return bool(cheap.reply.text.strip()) or kind not in INLINE_KINDS
+
+
+@dataclass(frozen=True)
+class ExpectedSaving:
+    """Escalate a flagged cheap answer only when asking premium saves money in expectation:
+    when what a failed answer costs (`failed_answer_usd`), times the chance that the flagged
+    answer really fails and that premium's is good, is more than the premium call.
+
+    The chances come from the router's estimate for the request (`p_cheap_ok`) and its
+    verifier's measured catch and false-alarm rates; without an estimate (a request the router
+    has no data for) a flagged answer is escalated as `OnFailedCheck` does. Blank ghost text
+    is escalated only where a whole body was asked for (`body`): elsewhere nothing may be the
+    right answer.
+    """
+
+    enabled: bool
+    router: Router | None
+    p_cheap_ok: float | None
+    premium_usd: Decimal
+    failed_answer_usd: Decimal
+    body: bool = False
+
+    @classmethod
+    def of(cls, settings: Settings, decision: Decision, router: Router | None) -> ExpectedSaving:
+        """The escalation rule for a routed request (the server's and eval's auto row's)."""
+        return cls(
+            enabled=settings.routing.cascade,
+            router=router if decision.p_cheap_ok is not None else None,
+            p_cheap_ok=decision.p_cheap_ok,
+            premium_usd=decision.estimate_usd.get("premium", Decimal(0)),
+            failed_answer_usd=settings.routing.failed_answer_usd,
+            body=decision.features.get("hole") == "body",
+        )
+
+    def escalate(self, kind: Kind, cheap: Step) -> bool:
+        if not self.enabled or cheap.passed or cheap.reply is None:
+            return False
+        if not cheap.reply.text.strip() and kind in INLINE_KINDS and not self.body:
+            return False
+        if self.router is None or self.p_cheap_ok is None:
+            return True
+        return escalation_pays(
+            self.router,
+            self.p_cheap_ok,
+            self.router.p_fails_if_flagged(self.p_cheap_ok),
+            self.premium_usd,
+            self.failed_answer_usd,
+        )
 
 
 Attempt = Callable[[Tier], Awaitable[Reply]]  # raises ProviderError when the call fails

@@ -43,6 +43,8 @@ CHECKS = (
     "missing_return",
 )
 MEASURED_ONLY = ("unused_parameter",)
+# Checks that need the whole file (a name may be defined anywhere in it).
+WHOLE_FILE_CHECKS = frozenset({"undefined_name", "unknown_attribute"})
 # Checks of what a whole body must do; a line typed inside a body is not held to them.
 _BODY_CHECKS = frozenset({"placeholder", "missing_return", "unused_parameter"})
 

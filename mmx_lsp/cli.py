@@ -168,6 +168,7 @@ def _explain(args: argparse.Namespace) -> int:
     from mmx_lsp import engine, languages
     from mmx_lsp.documents import Document
     from mmx_lsp.pricing import format_usd
+    from mmx_lsp.router_file import RouterSource
     from mmx_lsp.scoring import Request
 
     location: str = args.location
@@ -199,15 +200,27 @@ def _explain(args: argparse.Namespace) -> int:
         if col is None:
             start = (start[0], 0)
     kind: Kind = args.kind or ("refactor" if end else "inline")
-    decision = engine.decide(
-        workspace_settings(Path.cwd()).settings, doc, Request(kind, start, end)
-    )
+    settings = workspace_settings(Path.cwd()).settings
+    router = RouterSource(
+        lambda: settings.routing.router_file, lambda m: print(f"mmx-lsp: {m}", file=sys.stderr)
+    ).current()
+    decision = engine.decide(settings, doc, Request(kind, start, end), router=router)
     if args.json:
         print(json.dumps(decision.to_json(), indent=2))
         return 0
     print(f"{path}:{row + 1}  {kind} → {decision.tier} ({decision.model})")
     print(f"  why:      {decision.reason}")
-    print(f"  score:    {decision.score:.3f} (threshold {decision.threshold:.2f})")
+    print(f"  router:   {decision.router}")
+    if decision.p_cheap_ok is not None and decision.expected_usd is not None:
+        expected = decision.expected_usd
+        print(f"  p_cheap_ok: {decision.p_cheap_ok:.2f} (the chance the cheap answer is good)")
+        print(
+            f"  expected: cheap first {format_usd(expected['cheap_first'], approx=True)}"
+            f"  premium {format_usd(expected['premium'], approx=True)}"
+            " (calls plus failed answers)"
+        )
+    else:
+        print(f"  score:    {decision.score:.3f} (threshold {decision.threshold:.2f})")
     estimates = "  ".join(
         f"{tier} {format_usd(cost, approx=True)}" for tier, cost in decision.estimate_usd.items()
     )

@@ -9,6 +9,7 @@ every task through the server's own providers, prompts, clean-up and verificatio
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import shutil
@@ -36,9 +37,12 @@ from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, is_tier
 from mmx_lsp.languages import ALIASES, EXTENSIONS, SUPPORTED, parser_for, spec_for
 from mmx_lsp.pricing import Price, Usage, price_for
 from mmx_lsp.providers import Providers, reply_cost
+from mmx_lsp.router_file import RouterSource
 from mmx_lsp.scoring import Request
 from mmx_lsp.session import percentile
-from mmx_lsp.verify import Verdict, verify_edit
+from mmx_lsp.verify import Verdict
+
+log = logging.getLogger("mmx_lsp")
 
 CURSOR, START, END = "<|cursor|>", "<|start|>", "<|end|>"
 TASK_GLOB = "*.toml"
@@ -713,7 +717,7 @@ async def answer(providers: Providers, contender: Contender, task: Task) -> Outc
             error=str(exc),
         )
     text = clean_answer(task, snap, reply.text)
-    verdict = verify_edit(snap.language, snap.text, snap.start, snap.end, text, task.kind)
+    verdict = calls.verify_answer(snap, task.kind, text)
     result = await check(task, text)
     return Outcome(
         task=task.name,
@@ -742,6 +746,10 @@ class _Runner:
         self._providers: dict[tuple[str, str], Providers] = {}
         self._calls: dict[tuple[tuple[str, str], str], asyncio.Task[Outcome]] = {}
         self._tiers: dict[str, Contender] = {}
+        # The router the server would use: the settings' router file, else the built-in one.
+        self.router = RouterSource(
+            lambda: settings.routing.router_file, lambda m: log.warning("%s", m)
+        ).current()
 
     def outcome(self, contender: Contender, task: Task) -> asyncio.Task[Outcome]:
         key = (contender.key, task.name)
@@ -779,7 +787,7 @@ class _Runner:
     async def auto(self, task: Task) -> Outcome:
         """What the server would have answered: routing, then the server's own cascade
         (`cascade.run`) over the tiers' results (each tier is called once per task)."""
-        decision = engine.decide(self.settings, task.document(), task.request())
+        decision = engine.decide(self.settings, task.document(), task.request(), router=self.router)
         snap = snapshot(task, task.document())
         providers = Providers(self.settings, breaker=None)
 
@@ -797,7 +805,7 @@ class _Runner:
             )
 
         def verify(text: str) -> Verdict:
-            return verify_edit(snap.language, snap.text, snap.start, snap.end, text, task.kind)
+            return calls.verify_answer(snap, task.kind, text)
 
         flight = await cascade.run(
             cascade.Flight(decision.tier),
@@ -805,7 +813,7 @@ class _Runner:
             configured=providers.configured,
             attempt=attempt,
             verify=verify,
-            escalation=cascade.OnFailedCheck(enabled=self.settings.routing.cascade),
+            escalation=cascade.ExpectedSaving.of(self.settings, decision, self.router),
         )
         if flight.preview is not None:
             return Outcome(

@@ -35,11 +35,11 @@ from mmx_lsp.scoring import Request
 from mmx_lsp.session import SessionLog
 from mmx_lsp.spend import Spend
 from mmx_lsp.status import Attempt, Progress, Reporter, Status
-from mmx_lsp.verify import verify_edit
 
 if TYPE_CHECKING:
     from mmx_lsp.config import Settings
     from mmx_lsp.documents import Document
+    from mmx_lsp.router import Router
     from mmx_lsp.routing import Decision, Overrides
 
 log = logging.getLogger("mmx_lsp")
@@ -83,6 +83,7 @@ class Pipeline:
         recorder: Callable[[], Recorder],
         spawn: Callable[[Coroutine[Any, Any, Any], str], object],
         clock: Callable[[], float] = time.time,
+        router: Callable[[], Router | None] = lambda: None,
     ) -> None:
         self.reporter = reporter
         self.spend = spend
@@ -92,6 +93,7 @@ class Pipeline:
         self._recorder = recorder
         self._spawn = spawn
         self._clock = clock
+        self._router = router
         self._flights = SingleFlight()
         self._calls: dict[str, cascade.Flight] = {}
         self._suggestions = Suggestions()
@@ -216,7 +218,7 @@ class Pipeline:
                 async def fly() -> None:
                     try:
                         await self._answer(
-                            shared, settings, kind, request_snap, diagnostics, progress
+                            shared, settings, decision, request_snap, diagnostics, progress
                         )
                     finally:
                         # When the call really ends (answered, failed or cancelled).
@@ -269,6 +271,7 @@ class Pipeline:
             override=self._overrides.lookup(doc.uri),
             spent_today=self.spend.today_usd,
             request_id=request_id,
+            router=self._router(),
         )
 
     def in_cache(
@@ -331,7 +334,7 @@ class Pipeline:
         self,
         flight: cascade.Flight,
         settings: Settings,
-        kind: Kind,
+        decision: Decision,
         snap: Snapshot,
         diagnostics: Sequence[str],
         progress: Progress | None,
@@ -339,12 +342,13 @@ class Pipeline:
         """Run the cascade for one request, then tell the user what went wrong, if anything."""
         assert self._providers is not None
         providers = self._providers
+        kind = decision.kind
 
         async def attempt(tier: Tier) -> cascade.Reply:
             return await self._attempt(settings, tier, kind, snap, diagnostics, progress)
 
         def verify(text: str) -> Any:
-            return verify_edit(snap.language, snap.text, snap.start, snap.end, text, kind)
+            return calls.verify_answer(snap, kind, text)
 
         await cascade.run(
             flight,
@@ -352,7 +356,7 @@ class Pipeline:
             configured=providers.configured,
             attempt=attempt,
             verify=verify,
-            escalation=cascade.OnFailedCheck(enabled=settings.routing.cascade),
+            escalation=cascade.ExpectedSaving.of(settings, decision, self._router()),
         )
         self._tell(flight)
 

@@ -72,6 +72,13 @@ class Router:
         z = self.intercept + sum(t.weight * t.value(features) for t in self.terms)
         return _sigmoid(z)
 
+    def p_fails_if_flagged(self, p_cheap: float) -> float:
+        """The chance a cheap answer the verifier flagged really fails (Bayes, from the
+        verifier's measured catch and false-alarm rates); 1 when nothing was measured."""
+        caught = (1 - p_cheap) * self.verifier_recall
+        false = p_cheap * self.verifier_false_alarms
+        return caught / (caught + false) if caught + false > 0 else 1.0
+
     def p_premium_ok(self, p_cheap: float) -> float:
         p = min(max(p_cheap, 1e-6), 1 - 1e-6)
         return _sigmoid(math.log(p / (1 - p)) + self.premium_uplift)

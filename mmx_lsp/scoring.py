@@ -98,6 +98,12 @@ class Features:
         return values
 
 
+# Every name in a Features.as_dict(): what a router file may name.
+FEATURE_NAMES = frozenset(
+    [f for f in Features.__dataclass_fields__ if f != "place"] + list(Place.__dataclass_fields__)
+)
+
+
 @dataclass(frozen=True)
 class Request:
     """What is being asked, in document rows and Python string indexes."""

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mmx_lsp.documents import Documents
     from mmx_lsp.metrics import MetricsStore
     from mmx_lsp.pipeline import Pipeline
+    from mmx_lsp.router_file import RouterSource
     from mmx_lsp.routing import Overrides
     from mmx_lsp.spend import Spend
 
@@ -168,6 +169,7 @@ class MmxServer(LanguageServer):
         self.roots: list[Path] = []
         self.tasks: set[asyncio.Task[Any]] = set()
         self._spend: Spend | None = None
+        self._routers: RouterSource | None = None
         self._idle: dict[str, asyncio.TimerHandle] = {}
         self._glob_warnings: set[tuple[str, str]] = set()
 
@@ -199,6 +201,18 @@ class MmxServer(LanguageServer):
         return self._spend
 
     @property
+    def routers(self) -> RouterSource:
+        """The router in force, re-read when its file changes."""
+        if self._routers is None:
+            from mmx_lsp.router_file import RouterSource
+
+            self._routers = RouterSource(
+                lambda: self.settings.routing.router_file,
+                lambda message: self.show(f"mmx: {message}", types.MessageType.Warning),
+            )
+        return self._routers
+
+    @property
     def pipeline(self) -> Pipeline:
         """The request path (providers, cache, records), built on the first request."""
         if self._pipeline is None:
@@ -212,6 +226,7 @@ class MmxServer(LanguageServer):
                 spend=self.spend,
                 recorder=lambda: self.metrics,
                 spawn=self.spawn,
+                router=self.routers.current,
             )
         return self._pipeline
 

@@ -49,6 +49,7 @@ def decide(
         override=server.overrides.lookup(doc.uri),
         spent_today=server.spend.today_usd,
         request_id=request_id,
+        router=server.routers.current(),
     )
 
 
@@ -69,6 +70,7 @@ def decide_kinds(
         kinds,
         override=server.overrides.lookup(doc.uri),
         spent_today=server.spend.today_usd,
+        router=server.routers.current(),
     )
 
 

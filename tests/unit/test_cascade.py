@@ -183,3 +183,64 @@ async def test_the_escalation_decision_is_the_callers(decision: cascade.Escalati
         escalation=decision,
     )
     assert tiers.called == ["cheap"]
+
+
+def saving(**fields: object) -> cascade.ExpectedSaving:
+    from mmx_lsp.router import load_built_in
+    from mmx_lsp.scoring import FEATURE_NAMES
+
+    values: dict[str, object] = {
+        "enabled": True,
+        "router": load_built_in(FEATURE_NAMES),
+        "p_cheap_ok": 0.5,
+        "premium_usd": PREMIUM,
+        "failed_answer_usd": Decimal("0.05"),
+    }
+    values.update(fields)
+    return cascade.ExpectedSaving(**values)  # type: ignore[arg-type]
+
+
+async def run_with(tiers: Tiers, escalation: cascade.Escalation, kind: Kind = "inline") -> Flight:
+    return await cascade.run(
+        Flight("cheap"),
+        kind,
+        configured=tiers.configured,
+        attempt=tiers.attempt,
+        verify=good_if_not_bad,
+        escalation=escalation,
+    )
+
+
+async def test_a_flagged_answer_goes_to_premium_when_that_saves_money_in_expectation() -> None:
+    tiers = Tiers({"cheap": "bad", "premium": "good"})
+    flight = await run_with(tiers, saving())
+    assert tiers.called == ["cheap", "premium"] and flight.escalated
+
+
+async def test_a_premium_call_dearer_than_the_failure_it_may_fix_is_not_made() -> None:
+    tiers = Tiers({"cheap": "bad", "premium": "good"})
+    flight = await run_with(tiers, saving(premium_usd=Decimal("1.00")))
+    assert tiers.called == ["cheap"] and not flight.escalated
+    assert flight.text == "bad" and not flight.passed  # ghost text, shown unverified
+
+
+async def test_without_an_estimate_a_flagged_answer_is_escalated_as_before() -> None:
+    tiers = Tiers({"cheap": "bad", "premium": "good"})
+    escalation = saving(router=None, p_cheap_ok=None, premium_usd=Decimal("1.00"))
+    flight = await run_with(tiers, escalation, kind="refactor")
+    assert tiers.called == ["cheap", "premium"] and flight.text == "good"
+
+
+async def test_blank_ghost_text_is_escalated_only_where_a_whole_body_was_asked_for() -> None:
+    line = Tiers({"cheap": " ", "premium": "good"})
+    await run_with(line, saving(body=False))
+    assert line.called == ["cheap"]
+    body = Tiers({"cheap": " ", "premium": "good"})
+    flight = await run_with(body, saving(body=True))
+    assert body.called == ["cheap", "premium"] and flight.text == "good"
+
+
+def test_a_flagged_answer_is_likelier_to_fail_when_the_cheap_tier_was_unlikely_to_pass() -> None:
+    router = saving().router
+    assert router is not None
+    assert router.p_fails_if_flagged(0.2) > router.p_fails_if_flagged(0.8) > 0.5
