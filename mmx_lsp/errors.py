@@ -1,4 +1,9 @@
-"""One small error hierarchy; the server maps it to LSP errors and user messages in one place."""
+"""One error hierarchy: every error mmx-lsp raises on purpose is an `MmxError`.
+
+Handlers let `InvalidParams` (and any other `MmxError`) reach the LSP layer, where
+`transport.lsp_error` maps it to an LSP error reply; the request path turns `ProviderError`s
+into the status and messages the user sees; the command line prints `UsageError`s and exits 2.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,13 @@ class MmxError(Exception):
     """Base of every error mmx-lsp raises on purpose. `str()` is safe to show a user."""
 
 
-class ConfigError(MmxError):
-    """Configuration that cannot be used."""
+class InvalidParams(MmxError):
+    """A request or command whose arguments cannot be used; the message says what to send
+    instead (LSP: InvalidParams, see `transport.lsp_error`)."""
 
 
-class BadRequest(MmxError):
-    """A request whose parameters cannot be served (unknown document, bad range …)."""
+class UsageError(MmxError):
+    """Command-line arguments a command cannot use (exit status 2)."""
 
 
 class ProviderError(MmxError):
@@ -49,7 +55,3 @@ class ProviderTimeout(ProviderError):
 
 class BadResponse(ProviderError):
     """The endpoint answered with something that is not an OpenAI-compatible reply."""
-
-
-class BudgetExhausted(MmxError):
-    """Today's budget is spent and `routing.cache_only_over_budget` is on."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmx_lsp import evaluation, metrics
 from mmx_lsp.cli import workspace_settings
+from mmx_lsp.errors import UsageError
 from mmx_lsp.pricing import format_usd
 
 if TYPE_CHECKING:
@@ -66,10 +67,6 @@ excludes, matches, command (an argument list; {python} and {file} are replaced).
 Each model's per-task results are recorded in the metrics database (table evals) for
 regression watch; --no-record skips that. Exit status: 0 when the run completed (whatever
 passed), 2 for a malformed task file or a bad argument."""
-
-
-class UsageError(Exception):
-    """A bad argument or task file: the message is shown as is, with exit status 2."""
 
 
 def parser() -> argparse.ArgumentParser:

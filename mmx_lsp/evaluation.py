@@ -32,7 +32,7 @@ from mmx_lsp import calls, cascade, engine
 from mmx_lsp.calls import Snapshot, take_snapshot
 from mmx_lsp.config import Settings
 from mmx_lsp.documents import Document, split_lines
-from mmx_lsp.errors import ProviderError
+from mmx_lsp.errors import MmxError, ProviderError
 from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, is_tier
 from mmx_lsp.languages import ALIASES, EXTENSIONS, SUPPORTED, parser_for, spec_for
 from mmx_lsp.pricing import Price, Usage, price_for
@@ -164,7 +164,7 @@ class TaskProblem:
         return f"{self.path}: {where}{self.message}"
 
 
-class SuiteError(Exception):
+class SuiteError(MmxError):
     """Task files that cannot be used; `problems` names each file, key and reason."""
 
     def __init__(self, problems: Sequence[TaskProblem]) -> None:

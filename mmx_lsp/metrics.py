@@ -18,6 +18,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from mmx_lsp.errors import MmxError
 from mmx_lsp.since import parse_since
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ _FULL = 13  # SQLITE_FULL
 _CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 
-class MetricsError(Exception):
+class MetricsError(MmxError):
     """The metrics database cannot be used (newer schema, unreadable file)."""
 
 

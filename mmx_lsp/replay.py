@@ -32,6 +32,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+from mmx_lsp.errors import MmxError
+
 # Every provider of the replayed settings is pointed here, with a key variable that is unset.
 PREVIEW_URL = "https://preview.invalid/v1"
 PREVIEW_KEY_ENV = "MMX_REPLAY_NO_KEY"
@@ -43,7 +45,7 @@ ROUTED = frozenset(
 STATUS_WAIT_S = 2.0
 
 
-class ReplayError(Exception):
+class ReplayError(MmxError):
     """The session file cannot be replayed, or the server failed."""
 
 

@@ -5,22 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import stat
-import sys
-import threading
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
-from pygls.io_ import StdoutWriter, run_async
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol, lsp_method
-from pygls.protocol.json_rpc import JsonRPCNotification
 
-from mmx_lsp import __version__
+from mmx_lsp import __version__, transport
+from mmx_lsp.transport import MmxProtocol
 
 if TYPE_CHECKING:
     from mmx_lsp.config import ConfigIssue, Settings
@@ -38,118 +31,6 @@ IDLE_REPARSE_S = 0.5
 # Regression watch: first look soon after start-up (off its path), then hourly.
 REGRESSION_FIRST_CHECK_S = 2.0
 REGRESSION_CHECK_S = 3600.0
-# Longest header line read from stdin; a longer one is garbage and skipped.
-HEADER_LINE_LIMIT = 1 << 16
-
-
-class MmxProtocol(LanguageServerProtocol):
-    """Document sync goes to mmx's own store (lines + trees), not pygls' text workspace.
-
-    pygls' workspace re-splits the whole text on every change; the keystroke path here must
-    not grow with the size of the file.
-    """
-
-    def structure_message(self, data: dict[str, Any]) -> Any:
-        """A request whose params do not decode gets an error reply naming the method.
-
-        pygls raises without answering, which leaves the editor waiting for a reply that
-        never comes; answer it here and hand pygls a notification it ignores.
-        """
-        try:
-            return super().structure_message(data)
-        except JsonRpcException as exc:
-            if "id" not in data or "method" not in data:
-                raise
-            cause = _describe_decode_error(exc)
-            log.warning("malformed %s request: %s", data["method"], cause)
-            self._send_response(
-                data["id"],
-                error=types.ResponseError(
-                    code=exc.code, message=f"{data['method']}: malformed params ({cause})"
-                ),
-            )
-            return JsonRPCNotification(method="$/mmx/ignored", jsonrpc="2.0", params=None)
-
-    def send_parse_error(self, detail: str) -> None:
-        """JSON-RPC's reply to a body that is not JSON: -32700 with a null id (the request's
-        id cannot be read). pygls' response type drops a null id, so the message is built
-        here."""
-        error = {"code": -32700, "message": f"Parse error: {detail}"}
-        self._send_data({"jsonrpc": "2.0", "id": None, "error": error})
-
-    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
-    def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams) -> Any:
-        if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_OPEN)) is not None:
-            yield handler, (params,), None
-        server = self._server
-        if isinstance(server, MmxServer):
-            server.warm_up()
-
-    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
-    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Any:
-        if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)) is not None:
-            yield handler, (params,), None
-
-    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
-    def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams) -> Any:
-        if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CLOSE)) is not None:
-            yield handler, (params,), None
-
-
-def _describe_decode_error(exc: Exception) -> str:
-    """`$.params.position: expected an object` rather than cattrs' nested exception groups."""
-    cause = exc.__cause__ or exc
-    try:
-        from cattrs import transform_error
-
-        details = transform_error(cause)  # type: ignore[arg-type]
-    except Exception:  # not a cattrs error: its first line is the best we have
-        details = [str(cause).splitlines()[0]]
-    return "; ".join(details)[:300]
-
-
-# What pygls logs, with a traceback, for every unreadable message (by logger).
-_READ_ERRORS = {
-    "pygls.io_": "Unable to handle message",
-    "pygls.protocol.json_rpc": "Unable to deserialize message",
-}
-
-
-class _OneLineReadErrors(logging.Filter):
-    """Drops the traceback pygls logs for every unreadable message; one line saying what was
-    wrong is logged instead (`MmxServer.report_server_error`, `MmxProtocol.structure_message`)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        # One logs the traceback as exc_info, the other formats it into the message.
-        prefix = _READ_ERRORS.get(record.name)
-        return prefix is None or not str(record.msg).startswith(prefix)
-
-
-def _quiet_read_errors() -> None:
-    for name in _READ_ERRORS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _OneLineReadErrors) for f in logger.filters):
-            logger.addFilter(_OneLineReadErrors())
-
-
-class _TolerantReader:
-    """A stdin StreamReader whose over-long lines (garbage on the wire) are skipped, as
-    pygls' thread-backed reader skips them, instead of ending the read loop."""
-
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self._reader = reader
-
-    async def readline(self) -> bytes:
-        try:
-            return await self._reader.readline()
-        except ValueError:  # longer than the limit: StreamReader dropped it
-            log.warning("skipped a line of more than %d bytes on stdin", HEADER_LINE_LIMIT)
-            return b"(skipped)\r\n"
-
-    async def readexactly(self, n: int) -> bytes:
-        return await self._reader.readexactly(n)
-
-
 class MmxServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__(
@@ -343,22 +224,18 @@ class MmxServer(LanguageServer):
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Internals go to the log only; the user gets a short message they can act on."""
-        if source is JsonRpcException:
+        if transport.is_unreadable_message(source):
             # An unreadable message from the editor: one log line (a malformed message per
             # keystroke must not fill the log with tracebacks), nothing the user can do.
             detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
             log.warning("unreadable message from the editor: %s", detail)
             if isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
-                protocol = self.protocol
-                if isinstance(protocol, MmxProtocol):
-                    protocol.send_parse_error(detail)
+                transport.send_parse_error(self, detail)
             return
         log.error(
             "internal error (%s): %s", getattr(source, "__name__", source), error, exc_info=error
         )
-        from pygls.exceptions import FeatureRequestError
-
-        if source is FeatureRequestError:
+        if transport.is_failed_request(source):
             return  # the request's error reply already says what failed
         self.show(
             "mmx-lsp hit an internal error; the log has details (mmx: show log).",
@@ -368,46 +245,8 @@ class MmxServer(LanguageServer):
     # -------------------------------------------------------------- transport
 
     def serve_stdio(self) -> None:
-        """Serve over stdin/stdout, reading stdin on the event loop itself.
-
-        pygls' own stdio reader hands every header line and body to a worker thread; on a
-        pipe (how editors start a server) reading on the loop saves those thread hops on
-        every message. Stdin that the loop cannot watch (a regular file, or any stdin on
-        Windows) is read the pygls way.
-        """
-        try:
-            mode = os.fstat(sys.stdin.fileno()).st_mode
-        except (OSError, ValueError):
-            mode = 0
-        watchable = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
-        _quiet_read_errors()
-        if os.name != "posix" or not watchable:  # Windows' loop cannot watch a stdin pipe
-            self.start_io()
-            return
-        stop_event = self._stop_event = threading.Event()
-        self.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
-
-        async def serve() -> None:
-            reader = asyncio.StreamReader(limit=HEADER_LINE_LIMIT)
-            await asyncio.get_running_loop().connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer
-            )
-            await run_async(
-                stop_event=stop_event,
-                reader=_TolerantReader(reader),
-                protocol=self.protocol,
-                logger=logging.getLogger("pygls.io_"),
-                error_handler=self.report_server_error,
-            )
-
-        try:
-            asyncio.run(serve())
-        except BrokenPipeError:
-            log.error("the editor closed the connection; stopping")
-        except (KeyboardInterrupt, SystemExit):
-            pass
-        finally:
-            self.shutdown()
+        """Serve over stdin/stdout (see `transport.serve_stdio`)."""
+        transport.serve_stdio(self)
 
     # -------------------------------------------------------------- background work
 

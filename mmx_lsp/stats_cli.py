@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmx_lsp import metrics
 from mmx_lsp.cli import workspace_settings
+from mmx_lsp.errors import UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -41,10 +42,6 @@ CSV_COLUMNS = (
     "errors",
     "cancelled",
 )
-
-
-class UsageError(Exception):
-    """A bad argument: the message is shown as is, with exit status 2."""
 
 
 def _settings(workspace: Path) -> Settings:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -183,14 +182,9 @@ class Reporter:
     def status_after_reply(self, status: Status) -> None:
         """`status`, sent just after the request's own reply goes out (for ghost text, which
         the editor should draw before it hears what it cost)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.status(status)
-            return
-        # The reply is written by a callback scheduled when the handler returns; a callback
-        # that schedules another runs after it.
-        loop.call_soon(lambda: loop.call_soon(self.status, status))
+        from mmx_lsp.transport import after_reply
+
+        after_reply(lambda: self.status(status))
 
     def status(self, status: Status, progress: Progress | None = None) -> None:
         """`mmx/status`, the log line, and the `$/progress` end message: `progress`'s when the

@@ -7,6 +7,8 @@ from typing import Any
 
 from lsprotocol import types
 
+from mmx_lsp import transport
+from mmx_lsp.errors import InvalidParams
 from mmx_lsp.features import shared
 from mmx_lsp.kinds import KINDS, is_kind, is_tier
 from mmx_lsp.kinds import TIERS as TIER_NAMES
@@ -18,15 +20,11 @@ TIERS = (*TIER_NAMES, "auto")
 SCOPES = ("next", "document", "session")
 
 
-class CommandError(Exception):
-    """Arguments a command cannot use; the message says what to send instead."""
-
-
 def _args(args: tuple[Any, ...]) -> dict[str, Any]:
     if len(args) == 1 and isinstance(args[0], list):  # some clients nest the list
         args = tuple(args[0])
     if not args or not isinstance(args[0], dict):
-        raise CommandError("expected one JSON object as the argument")
+        raise InvalidParams("expected one JSON object as the argument")
     return args[0]
 
 
@@ -36,15 +34,14 @@ def _position(value: Any, name: str) -> types.Position:
         or not isinstance(value.get("line"), int)
         or not isinstance(value.get("character"), int)
     ):
-        raise CommandError(f"{name} must be {{line: int, character: int}}")
+        raise InvalidParams(f"{name} must be {{line: int, character: int}}")
     return types.Position(max(0, value["line"]), max(0, value["character"]))
 
 
 def _fail(message: str) -> Exception:
-    from pygls.exceptions import JsonRpcInvalidParams
-
+    """The error reply of a command whose arguments cannot be used."""
     log.warning("command refused: %s", message)
-    return JsonRpcInvalidParams(message)
+    return transport.lsp_error(InvalidParams(message))
 
 
 def register(server: MmxServer) -> None:
@@ -54,14 +51,14 @@ def register(server: MmxServer) -> None:
             params = _args(args)
             tier, scope = params.get("tier"), params.get("scope", "next")
             if tier not in TIERS:
-                raise CommandError(f"tier must be one of {', '.join(TIERS)} (got {tier!r})")
+                raise InvalidParams(f"tier must be one of {', '.join(TIERS)} (got {tier!r})")
             if scope not in SCOPES:
-                raise CommandError(f"scope must be one of {', '.join(SCOPES)} (got {scope!r})")
+                raise InvalidParams(f"scope must be one of {', '.join(SCOPES)} (got {scope!r})")
             uri = params.get("uri")
             if scope == "document" and not isinstance(uri, str):
-                raise CommandError("scope 'document' needs the document's uri")
+                raise InvalidParams("scope 'document' needs the document's uri")
             ls.overrides.set(tier, scope, uri)
-        except CommandError as exc:
+        except InvalidParams as exc:
             raise _fail(f"mmx.setTier: {exc}") from None
         log.info("tier override: %s for %s", tier, scope)
         return ls.overrides.as_dict()
@@ -72,11 +69,11 @@ def register(server: MmxServer) -> None:
             params = _args(args)
             uri = params.get("uri")
             if not isinstance(uri, str):
-                raise CommandError("uri is required")
+                raise InvalidParams("uri is required")
             if "range" in params:
                 rng = params["range"]
                 if not isinstance(rng, dict):
-                    raise CommandError("range must be {start, end}")
+                    raise InvalidParams("range must be {start, end}")
                 start = _position(rng.get("start"), "range.start")
                 end: types.Position | None = _position(rng.get("end"), "range.end")
                 kind = params.get("kind", "refactor")
@@ -85,8 +82,8 @@ def register(server: MmxServer) -> None:
                 end = None
                 kind = params.get("kind", "inline")
             if not is_kind(kind):
-                raise CommandError(f"kind must be one of {', '.join(KINDS)} (got {kind!r})")
-        except CommandError as exc:
+                raise InvalidParams(f"kind must be one of {', '.join(KINDS)} (got {kind!r})")
+        except InvalidParams as exc:
             raise _fail(f"mmx.explain: {exc}") from None
         doc = shared.document(ls, uri)
         if doc is None:
@@ -102,7 +99,7 @@ def register(server: MmxServer) -> None:
         try:
             params = _args(args) if args else {}
             return ls.pipeline.stats(params.get("since"))
-        except (CommandError, ValueError) as exc:
+        except (InvalidParams, ValueError) as exc:
             raise _fail(f"mmx.stats: {exc}") from None
 
     @server.command("mmx.health")
@@ -112,7 +109,7 @@ def register(server: MmxServer) -> None:
 
         try:
             params = _args(args) if args and args != ([],) else {}
-        except CommandError as exc:
+        except InvalidParams as exc:
             raise _fail(f"mmx.health: {exc}") from None
         probe_fim = params.get("probe_fim", True)
         if not isinstance(probe_fim, bool):
@@ -124,8 +121,8 @@ def register(server: MmxServer) -> None:
             params = _args(args)
             request_id = params.get("request_id")
             if not isinstance(request_id, str) or not request_id:
-                raise CommandError("request_id is required")
-        except CommandError as exc:
+                raise InvalidParams("request_id is required")
+        except InvalidParams as exc:
             raise _fail(f"mmx.{value}: {exc}") from None
         known = ls.pipeline.verdict(request_id, value)
         if not known:
