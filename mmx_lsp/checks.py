@@ -292,9 +292,9 @@ def _unknown_attributes(
         if receiver is None or member is None or _text(receiver) not in selves:
             continue
         parent = node.parent
+        # `self.x += 1` reads self.x first: it does not set an attribute that is not there.
         assigned = parent is not None and parent.type in (
             "assignment",
-            "augmented_assignment",
             "assignment_expression",
             "pattern_list",
             "tuple_pattern",

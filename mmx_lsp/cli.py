@@ -1,4 +1,5 @@
-"""Command line: serve the LSP (default), explain a decision, show the config, replay a session."""
+"""Command line: serve the LSP (default), explain a decision, show the config, replay a session,
+calibrate the router."""
 
 from __future__ import annotations
 
@@ -63,6 +64,19 @@ def _parser() -> argparse.ArgumentParser:
         help="leave the demo metrics database (`stats --demo`) as it is",
     )
 
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="refit the router from your own verdicts and write a router file servers pick up",
+    )
+    calibrate.add_argument("--db", type=Path, help="metrics database (default: metrics.path)")
+    calibrate.add_argument(
+        "--out",
+        type=Path,
+        help="router file to write (default: routing.router_file or the "
+        "user data dir's router.json)",
+    )
+    calibrate.add_argument("--json", action="store_true", help="print the new router as JSON")
+
     sub.add_parser("serve", help="serve the LSP over stdio (the default)")
     for name, text in {**METRICS_COMMANDS, EVAL_COMMAND: EVAL_HELP}.items():
         sub.add_parser(name, help=f"{text} (see `mmx-lsp {name} --help`)", add_help=False)
@@ -121,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:
             sys.stderr.close()
             return 0
+    if args.command == "calibrate":
+        from mmx_lsp import calibrate
+
+        return calibrate.main(args.db, args.out, args.json)
     if args.command in ("explain", "config"):
         try:
             return _explain(args) if args.command == "explain" else _config(args)

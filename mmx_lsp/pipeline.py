@@ -15,6 +15,7 @@ each do one thing and are given to it explicitly (no server object):
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -168,6 +169,8 @@ class Pipeline:
             model=decision.model,
             reason=decision.reason,
             estimate_usd=dict(decision.estimate_usd),
+            p_cheap_ok=decision.p_cheap_ok,
+            router=decision.router,
         )
         text = ""
         # The key is made from what the prompt would be made from (remembered until the
@@ -204,7 +207,7 @@ class Pipeline:
                         # Typing went on: the editor asks again for the new text.
                         status.latency_ms = (loop.time() - started) * 1000
                         status.error = "superseded"
-                        self._record(status, cancelled=True, decision=decision)
+                        self._record(status, cancelled=True, decision=decision, doc=doc)
                         return Answer(request_id, "")
                 flight = self._calls.get(key)
                 joined = flight is not None
@@ -240,7 +243,12 @@ class Pipeline:
             status.latency_ms = (loop.time() - started) * 1000
             status.error = "cancelled"
             self._record(
-                status, cancelled=True, decision=decision, flight=flight, queue_ms=queue_ms
+                status,
+                cancelled=True,
+                decision=decision,
+                flight=flight,
+                queue_ms=queue_ms,
+                doc=doc,
             )
             raise
         if decision.override == "next" and self._overrides.next == decision.tier:
@@ -255,7 +263,7 @@ class Pipeline:
             self.reporter.status_after_reply(status)
         else:
             self.reporter.status(status, progress)
-        self._record(status, decision=decision, flight=flight, hit=hit, queue_ms=queue_ms)
+        self._record(status, decision=decision, flight=flight, hit=hit, queue_ms=queue_ms, doc=doc)
         return Answer(request_id, text, status, decision)
 
     def _decide(
@@ -500,10 +508,14 @@ class Pipeline:
         flight: cascade.Flight | None = None,
         hit: answer_cache.Entry | None = None,
         queue_ms: float | None = None,
+        doc: Document | None = None,
     ) -> None:
         """The per-request record: the one place a request is written down (in memory for
         this session's `mmx.stats`, and in the metrics database)."""
         extra: dict[str, Any] = self._versions(status, flight, hit)
+        if doc is not None:
+            # Which file, without naming it: calibration holds records out by file.
+            extra["file"] = hashlib.blake2b(doc.uri.encode(), digest_size=6).hexdigest()
         if flight is not None and status.input_tokens:
             # Only the request that made the call carries its tokens (see _from_flight).
             last = flight.last_reply
@@ -519,6 +531,8 @@ class Pipeline:
                 "score": decision.score,
                 "rule": decision.rule,
                 "override": decision.override,
+                "router": decision.router,
+                "p_cheap_ok": decision.p_cheap_ok,
             }
             if status.preview is not None:
                 extra |= decision.estimated_record(status.tier)

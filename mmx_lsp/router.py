@@ -37,11 +37,11 @@ class Term:
     weight: float
 
     def value(self, features: Mapping[str, Any]) -> float:
-        raw = features.get(self.name, 0)
+        raw = features.get(self.name)
         if isinstance(raw, bool):
             raw = int(raw)
         if not isinstance(raw, int | float) or math.isnan(raw) or math.isinf(raw):
-            raw = self.mean if self.transform == "identity" else math.expm1(self.mean)
+            return 0.0  # missing or not a number: the mean, which adds nothing
         x = math.log1p(max(float(raw), 0.0)) if self.transform == "log1p" else float(raw)
         return (x - self.mean) / self.scale if self.scale else 0.0
 
@@ -292,10 +292,19 @@ def fit(
     """A logistic regression with an L2 penalty, by Newton steps (a handful of features).
 
     With `prior` (an intercept and terms), the penalty pulls toward the prior's weights
-    instead of zero: a calibration on a few hundred verdicts refines the shipped model
-    instead of replacing it.
+    instead of zero, and features keep the prior's normalisation: a calibration on a few
+    hundred verdicts refines the shipped model instead of replacing it.
     """
-    scales = standardise(rows, names, transforms)
+    if prior is not None:
+        known = {t.name: t for t in prior[1]}
+        scales = [
+            (name, known[name].transform, known[name].mean, known[name].scale)
+            if name in known
+            else standardise(rows, [name], transforms)[0]
+            for name in names
+        ]
+    else:
+        scales = standardise(rows, names, transforms)
     n_features = len(scales)
     terms0 = [Term(name, tr, mean, scale, 0.0) for name, tr, mean, scale in scales]
     xs = [[1.0] + [t.value(r) for t in terms0] for r in rows]

@@ -88,6 +88,9 @@ class Status:
     error: str | None = None
     fallback: str | None = None
     preview: str | None = None
+    # The learned router's estimate that the cheap answer is good, and which router decided.
+    p_cheap_ok: float | None = None
+    router: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -116,6 +119,9 @@ class Status:
             payload["fallback"] = self.fallback
         if self.preview is not None:
             payload["preview"] = self.preview
+        if self.router is not None:
+            payload["router"] = self.router
+            payload["p_cheap_ok"] = self.p_cheap_ok
         return payload
 
     def line(self) -> str:
