@@ -190,7 +190,7 @@ async def test_calibrate_refits_from_the_servers_own_verdicts_and_the_server_pic
             assert written["fitted_on"]["verdicts"] == total
             assert (data / f"router-{written['version']}.json").exists()
 
-            text, positions = ledger(0)
+            _text, positions = ledger(0)
             uri = (tmp_path / "file0.py").as_uri()
             decision = await wait_for_router(client, uri, positions[0], written["version"])
             assert decision["router"] == written["version"]

@@ -65,7 +65,7 @@ def verdicts(n: int, seed: int = 5) -> list[tuple[dict, str, bool, str | None, s
 def test_too_few_verdicts_are_refused_with_what_is_needed(tmp_path: Path) -> None:
     db = tmp_path / "metrics.sqlite3"
     write_records(db, verdicts(12))
-    with pytest.raises(cal.CalibrationError, match="too few verdicts.*at least 40"):
+    with pytest.raises(cal.CalibrationError, match=r"too few verdicts.*at least 40"):
         cal.calibrate(base(), cal.read_examples(db))
 
 
