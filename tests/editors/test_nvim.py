@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,16 +84,16 @@ def _text(data: str | bytes | None) -> str:
     return data or ""
 
 
-def run_scenario(
+def _scenario_env(
     nvim: Path,
     name: str,
     tmp_path: Path,
-    stub_url: str = "http://127.0.0.1:9/v1",
-    server_cmd: list[str] | None = None,
-    env: dict[str, str] | None = None,
-    timeout_s: float = 90,
-) -> str:
-    """Runs editors/nvim/tests/NAME.lua in a headless Neovim; fails with its output on error."""
+    stub_url: str,
+    server_cmd: list[str] | None,
+    env: dict[str, str] | None,
+    timeout_s: float,
+) -> tuple[Path, Path, dict[str, str]]:
+    """The scenario script, its work dir and its environment (XDG dirs of its own)."""
     if not nvim.exists():
         pytest.fail(f"Neovim not found at {nvim}: run scripts/install-nvim.sh first", pytrace=False)
     script = SCENARIOS / f"{name}.lua"
@@ -116,6 +118,22 @@ def run_scenario(
     # `mmx-lsp` from the same installation as this Python, for the scenarios that use $PATH.
     full_env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), full_env.get("PATH", "")])
     full_env.update(env or {})
+    return script, work, full_env
+
+
+def run_scenario(
+    nvim: Path,
+    name: str,
+    tmp_path: Path,
+    stub_url: str = "http://127.0.0.1:9/v1",
+    server_cmd: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 90,
+) -> str:
+    """Runs editors/nvim/tests/NAME.lua in a headless Neovim; fails with its output on error."""
+    script, work, full_env = _scenario_env(
+        nvim, name, tmp_path, stub_url, server_cmd, env, timeout_s
+    )
     try:
         proc = subprocess.run(
             [str(nvim), "--headless", "--clean", "-c", f"luafile {script}"],
@@ -133,6 +151,90 @@ def run_scenario(
     if proc.returncode != 0:
         pytest.fail(f"{name}: exit code {proc.returncode}\n{output}", pytrace=False)
     return output
+
+
+# Lines of Neovim's screen that mean a prompt waits for a key: typing would go to it.
+PROMPTS = ("Press ENTER", "-- More --", "Hit ENTER")
+
+
+def run_in_terminal(
+    nvim: Path,
+    name: str,
+    tmp_path: Path,
+    stub_url: str,
+    typing: list[str | float],
+    timeout_s: float = 120,
+) -> list[str]:
+    """Runs editors/nvim/tests/NAME.lua in Neovim's real terminal UI inside tmux and types
+    `typing` (text, or seconds to pause) as keys from the terminal once the scenario writes
+    `ready`; fails if a screen ever shows a prompt or the scenario fails. Returns the screens.
+    """
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        pytest.fail("tmux not found: apt-get install tmux", pytrace=False)
+    log = tmp_path / "scenario.log"
+    script, work, env = _scenario_env(
+        nvim, name, tmp_path, stub_url, None, {"MMX_TEST_LOG": str(log)}, timeout_s
+    )
+    rc_file = work / "exit-code"
+    runner = tmp_path / "run.sh"
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items() if k.isidentifier())
+    runner.write_text(
+        f"{exports}cd {shlex.quote(str(work))}\n"
+        f"{shlex.quote(str(nvim))} --clean -c {shlex.quote(f'luafile {script}')}\n"
+        f"echo $? > {shlex.quote(str(rc_file))}\n"
+    )
+    socket = f"mmx-test-{os.getpid()}-{name}"
+    base = [tmux, "-L", socket]
+    subprocess.run(
+        [*base, "-f", "/dev/null", "new-session", "-d", "-x", "100", "-y", "30", f"sh {runner}"],
+        check=True,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )
+    screens: list[str] = []
+
+    def screen() -> str:
+        text = subprocess.run(
+            [*base, "capture-pane", "-p"], capture_output=True, text=True, check=False
+        ).stdout
+        screens.append(text)
+        for prompt in PROMPTS:
+            if prompt in text:
+                pytest.fail(f"{name}: a prompt blocks typing:\n{text}\n{_read(log)}", pytrace=False)
+        return text
+
+    def wait_for(path: Path, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not path.exists():
+            screen()
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name}: no {what} in {timeout_s} s\n{screens[-1]}\n{_read(log)}")
+            time.sleep(0.2)
+
+    try:
+        wait_for(work / "ready", "ready signal")
+        for step in typing:
+            if isinstance(step, float):
+                end = time.monotonic() + step
+                while time.monotonic() < end:
+                    screen()
+                    time.sleep(0.2)
+                continue
+            for char in step:
+                subprocess.run([*base, "send-keys", "-l", char], check=True)
+                time.sleep(0.08)
+                screen()
+        wait_for(rc_file, "exit")
+    finally:
+        subprocess.run([*base, "kill-server"], capture_output=True, check=False)
+    code = rc_file.read_text().strip()
+    if code != "0":
+        pytest.fail(f"{name}: exit code {code}\n{screens[-1]}\n{_read(log)}", pytrace=False)
+    return screens
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else "(no log)"
 
 
 # --- options, installation, faults that need no model call ------------------------------------
@@ -157,6 +259,22 @@ def test_missing_server_is_reported_and_editing_goes_on(nvim: Path, tmp_path: Pa
 
 
 # --- against the real server: routing, overrides, health, faults ----------------------------
+
+
+def test_setup_with_no_options_starts_quietly(nvim: Path, tmp_path: Path) -> None:
+    run_scenario(nvim, "setup_quiet", tmp_path)
+
+
+def test_checkhealth_reports_endpoints_that_are_down_and_what_to_fix(
+    nvim: Path, tmp_path: Path, stub_url: str
+) -> None:
+    run_scenario(nvim, "checkhealth_down", tmp_path, stub_url)
+
+
+def test_editing_mmx_toml_applies_without_a_restart(
+    nvim: Path, tmp_path: Path, stub_url: str
+) -> None:
+    run_scenario(nvim, "settings_file", tmp_path, stub_url)
 
 
 def test_checkhealth_runs_clean_with_the_server_attached(
@@ -220,8 +338,20 @@ def test_tier_override_changes_the_next_request_tier(
     run_scenario(nvim, "tier_next", tmp_path, stub_url)
 
 
+def test_a_next_override_survives_a_cancelled_request(
+    nvim: Path, tmp_path: Path, slow_stub_url: str
+) -> None:
+    run_scenario(nvim, "tier_next_cancel", tmp_path, slow_stub_url)
+
+
 def test_stats_show_in_a_floating_table(nvim: Path, tmp_path: Path, stub_url: str) -> None:
     run_scenario(nvim, "stats", tmp_path, stub_url)
+
+
+def test_a_long_code_action_shows_progress_and_typing_goes_on(
+    nvim: Path, tmp_path: Path, slow_stub_url: str
+) -> None:
+    run_scenario(nvim, "progress", tmp_path, slow_stub_url)
 
 
 def test_explain_action_answer_shows_in_a_markdown_float(
@@ -234,6 +364,21 @@ def test_provider_failure_is_notified_and_editing_goes_on(
     nvim: Path, tmp_path: Path, failing_stub_url: str
 ) -> None:
     run_scenario(nvim, "error_status", tmp_path, failing_stub_url)
+
+
+def test_a_failing_provider_never_blocks_typing_in_a_real_terminal(
+    nvim: Path, tmp_path: Path, failing_stub_url: str
+) -> None:
+    """HTTP 500 on every request while keys come from a terminal: no prompt on any screen,
+    Insert mode throughout, every key in the buffer (the scenario checks those two)."""
+    screens = run_in_terminal(
+        nvim,
+        "no_blocking",
+        tmp_path,
+        failing_stub_url,
+        ["x = ", 2.5, "compute(a, ", 2.5, "b)  # DONE"],
+    )
+    assert any("error" in s for s in screens), "the statusline showed the failure"
 
 
 def test_vim_lsp_enable_alone_starts_the_server_from_lsp_mmx_lua(

@@ -24,6 +24,17 @@ return {
     ['window/logMessage'] = function(...)
       return require('mmx.status').log_message_handler(...)
     end,
+    -- Failures go to the statusline and the log, and to the message area at most once a
+    -- minute per kind: never a prompt that interrupts typing.
+    ['window/showMessage'] = function(...)
+      return require('mmx.status').show_message_handler(...)
+    end,
+    ['$/progress'] = function(err, result, ctx)
+      if type(result) == 'table' then
+        require('mmx.status').on_progress(result.token, result.value)
+      end
+      return vim.lsp.handlers['$/progress'](err, result, ctx)
+    end,
   },
   before_init = function(params)
     require('mmx').before_init(params)

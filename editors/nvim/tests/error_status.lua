@@ -1,5 +1,6 @@
---- The provider fails: the status carries an `error`, the user sees it through vim.notify,
---- the statusline says so, and editing goes on.
+--- The provider fails: the status carries an `error`, the statusline says so, the failure is
+--- shown once as one line in the message area (never as vim.notify stacks or a prompt), the
+--- key never appears, and editing goes on.
 local t = dofile(vim.env.MMX_TEST_PLUGIN .. '/tests/helpers.lua')
 
 t.run('error_status', function()
@@ -18,6 +19,16 @@ t.run('error_status', function()
   t.ok(not n.message:find(vim.env.MMX_STUB_KEY, 1, true), 'no key in the message')
   t.ok(require('mmx').statusline():match(' · error$'), 'statusline: ' .. require('mmx').statusline())
   t.ok(not t.ghost_text(buf), 'no ghost text')
+
+  -- More failures within the minute: in the status and the log, not shown again.
+  s = t.type_for_status('b', 'a second completion that fails')
+  t.ok(type(s.error) == 'string', 'the second request failed too')
+  t.sleep(300)
+  t.eq(#t.shown('request on %a+ failed'), 1, 'one message for the same kind of failure')
+  for _, shown in ipairs(require('mmx.status').shown) do
+    t.ok(vim.fn.strdisplaywidth(shown.line) < vim.v.echospace, 'one line that fits: ' .. shown.line)
+  end
+  t.eq(#t.notifications, 0, 'nothing through vim.notify while typing')
   t.feed('x<Esc>')
-  t.eq(vim.api.nvim_buf_get_lines(buf, 1, 2, false)[1], '     x', 'typing goes on')
+  t.eq(vim.api.nvim_buf_get_lines(buf, 1, 2, false)[1], '     bx', 'typing goes on')
 end)

@@ -18,7 +18,15 @@ M.statuses = {}
 
 ---@param fmt string
 function M.log(fmt, ...)
-  io.stderr:write(('[%s] '):format(os.date('%H:%M:%S')) .. fmt:format(...) .. '\n')
+  local line = ('[%s] '):format(os.date('%H:%M:%S')) .. fmt:format(...) .. '\n'
+  local file = os.getenv('MMX_TEST_LOG') -- in a terminal (tmux) the screen is not a log
+  if file then
+    local f = assert(io.open(file, 'a'))
+    f:write(line)
+    f:close()
+  else
+    io.stderr:write(line)
+  end
 end
 
 local finished = false
@@ -35,6 +43,9 @@ function M.fail(msg)
   end
   local ok, status = pcall(require, 'mmx.status')
   if ok then
+    for _, n in ipairs(status.shown) do
+      M.log('  shown [%d] %s', n.level, n.message)
+    end
     for _, e in ipairs(status.entries) do
       M.log('  mmx log [%d] %s', e.level, e.message)
     end
@@ -108,7 +119,8 @@ function M.feed(keys)
   M.sleep(40)
 end
 
---- The first notification whose message matches `pattern`.
+--- The first notification (vim.notify, or a message the plugin showed in the message area)
+--- whose message matches `pattern`.
 ---@param pattern string
 ---@return {message: string, level: integer}?
 function M.notified(pattern)
@@ -117,6 +129,22 @@ function M.notified(pattern)
       return n
     end
   end
+  local status = package.loaded['mmx.status']
+  for _, n in ipairs(status and status.shown or {}) do
+    if n.message:find(pattern) then
+      return n
+    end
+  end
+end
+
+--- The messages the plugin showed in the message area (status.shown) matching `pattern`.
+---@param pattern string
+---@return table[]
+function M.shown(pattern)
+  local status = package.loaded['mmx.status']
+  return vim.tbl_filter(function(n)
+    return n.message:find(pattern) ~= nil
+  end, status and status.shown or {})
 end
 
 --- Puts the plugin on 'runtimepath' as a plugin manager would and loads plugin/.

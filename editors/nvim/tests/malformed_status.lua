@@ -60,7 +60,9 @@ t.run('malformed_status', function()
     error = 'provider unavailable (HTTP 503)',
     session_cost_usd = 0.42,
   }, ctx)
-  local err = t.notified('failed: provider unavailable')
+  local err = t.wait(2000, function()
+    return t.notified('failed: provider unavailable')
+  end, 'the error to be shown')
   t.ok(err and err.level == vim.log.levels.ERROR, 'error status shown as an error')
   t.eq(mmx.statusline(), 'premium · gpt-5.5 · error', 'statusline shows the failure')
 

@@ -20,17 +20,30 @@ t.run('packpath', function()
   t.ok(type(cfg.handlers['mmx/status']) == 'function', 'mmx/status handler')
   t.ok(vim.startswith(vim.api.nvim_get_runtime_file('lsp/mmx.lua', false)[1], pack), 'lsp/mmx.lua from the package')
 
-  -- Every module loads; the help file has tags.
-  for _, mod in ipairs({ 'mmx', 'mmx.config', 'mmx.status', 'mmx.inline', 'mmx.commands', 'mmx.health' }) do
+  -- Every module loads.
+  for _, mod in ipairs({ 'mmx', 'mmx.config', 'mmx.status', 'mmx.inline', 'mmx.commands', 'mmx.health', 'mmx.watch' }) do
     local ok, err = pcall(require, mod)
     t.ok(ok, mod .. ' loads: ' .. tostring(err))
   end
-  vim.cmd.helptags(vim.fn.fnameescape(t.env.workdir .. '/site/pack/mmx/opt/mmx/doc'))
+
+  -- :help works as installed, without running :helptags: doc/tags ships, and is what
+  -- :helptags makes of doc/mmx.txt today.
+  local fresh = t.env.workdir .. '/fresh-doc'
+  vim.fn.mkdir(fresh, 'p')
+  vim.fn.writefile(vim.fn.readfile(t.env.plugin .. '/doc/mmx.txt'), fresh .. '/mmx.txt')
+  vim.cmd.helptags(vim.fn.fnameescape(fresh))
+  t.eq(
+    vim.fn.readfile(pack .. '/pack/mmx/opt/mmx/doc/tags'),
+    vim.fn.readfile(fresh .. '/tags'),
+    'doc/tags is up to date (run :helptags editors/nvim/doc)'
+  )
   vim.cmd.help('mmx')
   t.eq(vim.bo.filetype, 'help', ':help mmx opens')
   vim.cmd.help('mmx-options')
   vim.cmd.help('mmx-statusline')
   vim.cmd.help(':Mmx')
+  vim.cmd.help('mmx-messages')
+  vim.cmd.help('mmx-settings-files')
   vim.cmd.close()
 
   -- Completion of the command.

@@ -136,6 +136,17 @@ function M.set(opts)
   return true
 end
 
+--- The settings as they go on the wire: an empty table is sent as an object (`{}`), which is
+--- what the server expects, not as the empty list (`[]`) Lua would make of it.
+---@param settings? table<string, any>
+---@return table<string, any>
+function M.wire(settings)
+  if settings == nil or (type(settings) == 'table' and next(settings) == nil) then
+    return vim.empty_dict()
+  end
+  return settings
+end
+
 --- The command that starts the server.
 ---@param server? mmx.ServerOpts
 ---@return string[]

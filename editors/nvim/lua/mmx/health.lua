@@ -1,4 +1,5 @@
---- `:checkhealth mmx`: what the plugin needs and what is missing.
+--- `:checkhealth mmx`: what the plugin needs and what is missing, and whether each tier's
+--- endpoint answers (the server's `mmx.health`).
 local config = require('mmx.config')
 
 local M = {}
@@ -50,10 +51,57 @@ local function check_server()
   health.ok(('server %s: %s'):format(vim.fn.exepath(exe), out:match('[^\n]*')))
 end
 
+--- How long :checkhealth waits for the server's endpoint check.
+M.HEALTH_TIMEOUT_MS = 30000
+
+---@param t table one tier of the `mmx.health` answer
+---@return string
+local function describe_tier(t)
+  local parts = { ('%s tier: %s at %s'):format(t.tier, tostring(t.model), tostring(t.base_url)) }
+  if type(t.latency_ms) == 'number' then
+    table.insert(parts, ('answers in %d ms'):format(t.latency_ms))
+  end
+  if t.api == 'completions' then
+    table.insert(parts, 'fill-in-the-middle: ' .. tostring(t.fim))
+  end
+  return table.concat(parts, ', ')
+end
+
+--- Each tier's endpoint, checked by the running server (`mmx.health`).
+---@param client vim.lsp.Client
+local function check_endpoints(client)
+  local res = client:request_sync(
+    'workspace/executeCommand',
+    { command = 'mmx.health', arguments = { vim.empty_dict() } },
+    M.HEALTH_TIMEOUT_MS
+  )
+  if not res or res.err or type(res.result) ~= 'table' or type(res.result.tiers) ~= 'table' then
+    local why = not res and 'no answer in time' or (res.err and (res.err.message or vim.inspect(res.err)))
+    health.error('the server could not check the endpoints: ' .. tostring(why or 'unexpected answer'), {
+      'update mmx-lsp (mmx.health is needed), then :Mmx restart',
+    })
+    return
+  end
+  for _, t in ipairs(res.result.tiers) do
+    local text = describe_tier(t)
+    if t.problem == nil or t.problem == vim.NIL then
+      health.ok(text)
+    elseif t.reachable == false or t.reachable == nil or t.reachable == vim.NIL then
+      -- Down, or not callable at all (no key): no request on this tier can succeed.
+      health.error(text .. ': ' .. t.problem)
+    else
+      health.warn(text .. ': ' .. t.problem)
+    end
+    if type(t.fim_detail) == 'string' and t.fim_detail ~= '' then
+      health.info(('%s tier: %s'):format(t.tier, t.fim_detail))
+    end
+  end
+end
+
 local function check_attached()
   local clients = vim.lsp.get_clients({ name = 'mmx' })
   if #clients == 0 then
-    health.warn('the server is not running', {
+    health.warn('the server is not running: the endpoints were not checked', {
       "call require('mmx').setup() and open a file of a supported filetype: "
         .. table.concat(config.values.filetypes, ', '),
     })
@@ -75,6 +123,8 @@ local function check_attached()
       health.warn('the server does not offer inline completion: no ghost text')
     end
   end
+  health.start('mmx: endpoints')
+  check_endpoints(clients[1])
 end
 
 --- Provider names and API key variables from a TOML file (only the keys mmx uses).

@@ -18,8 +18,8 @@ function M.lsp_config()
     cmd = config.cmd(values.server),
     filetypes = values.filetypes,
     root_markers = values.root_markers,
-    init_options = values.settings,
-    settings = { mmx = values.settings },
+    init_options = config.wire(values.settings),
+    settings = { mmx = config.wire(values.settings) },
   }
 end
 
@@ -66,7 +66,7 @@ end
 ---@param params lsp.InitializeParams
 function M.before_init(params)
   if M.configured then
-    params.initializationOptions = config.values.settings
+    params.initializationOptions = config.wire(config.values.settings)
   end
 end
 
@@ -74,15 +74,21 @@ end
 --- `workspace/configuration` with.
 ---@param client vim.lsp.Client
 function M.on_init(client)
-  if M.configured and not vim.deep_equal(client.settings, { mmx = config.values.settings }) then
-    client.settings = { mmx = config.values.settings }
+  require('mmx.watch').start(client)
+  if not M.configured then
+    return
+  end
+  local settings = { mmx = config.wire(config.values.settings) }
+  local changed = not vim.deep_equal(client.settings, settings)
+  client.settings = settings -- an empty section stays an object in workspace/configuration
+  if changed then
     client:notify('workspace/didChangeConfiguration', { settings = client.settings })
   end
 end
 
 --- Sends the current settings to running servers (`workspace/didChangeConfiguration`).
 function M.push_settings()
-  local settings = config.values.settings
+  local settings = config.wire(config.values.settings)
   for _, client in ipairs(vim.lsp.get_clients({ name = M.NAME })) do
     client.settings = { mmx = settings }
     client:notify('workspace/didChangeConfiguration', { settings = { mmx = settings } })
@@ -99,7 +105,7 @@ function M.update_settings(settings)
     return false
   end
   config.values.settings = settings
-  vim.lsp.config(M.NAME, { init_options = settings, settings = { mmx = settings } })
+  vim.lsp.config(M.NAME, { init_options = config.wire(settings), settings = { mmx = config.wire(settings) } })
   M.push_settings()
   return true
 end
@@ -118,6 +124,7 @@ end
 ---@param client_id integer
 function M.on_exit(code, signal, client_id)
   -- Called in a fast event: everything waits for the main loop.
+  require('mmx.watch').stop(client_id)
   vim.schedule(function()
     local inline = require('mmx.inline')
     for bufnr, st in pairs(inline.states) do
@@ -128,7 +135,9 @@ function M.on_exit(code, signal, client_id)
     status.reset()
     pcall(vim.cmd.redrawstatus)
     if code ~= 0 or (signal ~= 0 and signal ~= 15) then
-      status.notify(
+      -- Quiet: this can happen while typing.
+      status.quiet(
+        ('server-exit:%d:%d'):format(code, signal),
         vim.log.levels.ERROR,
         ('the server stopped (exit code %d, signal %d): no ghost text until it runs again (:Mmx restart, :Mmx log, :checkhealth mmx)'):format(
           code,

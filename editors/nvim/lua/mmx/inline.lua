@@ -405,6 +405,21 @@ function M.attach(client, bufnr)
   M.states[bufnr] = st
   if native then
     M.native.enable(true, { bufnr = bufnr })
+    -- Neovim's own module asks again after each change but lets the old request run on; its
+    -- answer would be thrown away. Cancel it: the server stops the model call, and a "next"
+    -- tier override is not spent on an answer nobody sees.
+    api.nvim_create_autocmd({ 'TextChangedI', 'CursorMovedI' }, {
+      group = st.augroup,
+      buffer = bufnr,
+      callback = function()
+        local c = vim.lsp.get_client_by_id(st.client_id)
+        for id, r in pairs(c and c.requests or {}) do
+          if r.type == 'pending' and r.method == METHOD and r.bufnr == bufnr then
+            c:cancel_request(id)
+          end
+        end
+      end,
+    })
   else
     api.nvim_create_autocmd({ 'TextChangedI', 'CursorMovedI' }, {
       group = st.augroup,
