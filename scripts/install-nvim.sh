@@ -41,3 +41,14 @@ elif command -v npm >/dev/null; then
 else
   echo "install-nvim: npm not found, stylua not installed (the formatting check will fail)" >&2
 fi
+
+# tmux: one scenario runs Neovim's real terminal UI in it, to see that no prompt blocks typing.
+if ! command -v tmux >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; }
+    echo "install-nvim: tmux installed"
+  else
+    echo "install-nvim: tmux not found; install it (apt-get install tmux) for the terminal test" >&2
+  fi
+fi
