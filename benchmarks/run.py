@@ -105,15 +105,20 @@ def bare_reparse(text: str, row: int, repeat: int) -> list[float]:
 
 
 def decisions(text: str, row: int, repeat: int) -> list[float]:
-    """What the server does per keystroke: apply the edit, measure, score, route."""
+    """What the server does per keystroke: apply the edit, measure, score, route (with the
+    server's default router)."""
+    from mmx_lsp.router import load_built_in
+    from mmx_lsp.scoring import FEATURE_NAMES
+
     settings = Settings()
+    router = load_built_in(FEATURE_NAMES)
     doc = Document.open("file:///bench.py", "python", 0, text)
     doc.tree()
     col = len(doc.line_text(row)) - len(doc.line_text(row).lstrip())
 
     def one(i: int) -> None:
         doc.apply((row, col + i), (row, col + i), "x", i + 1)
-        engine.decide(settings, doc, Request("inline", (row, col + i + 1)))
+        engine.decide(settings, doc, Request("inline", (row, col + i + 1)), router=router)
 
     for i in range(5):  # warm-up, then keep typing where it left off
         one(i)

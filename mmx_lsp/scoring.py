@@ -98,6 +98,9 @@ class Features:
         return values
 
 
+# Holes whose place is measured (place.py): where a completion writes whole statements.
+PLACE_HOLES = frozenset({"block", "body"})
+
 # Every name in a Features.as_dict(): what a router file may name.
 FEATURE_NAMES = frozenset(
     [f for f in Features.__dataclass_fields__ if f != "place"] + list(Place.__dataclass_fields__)
@@ -208,9 +211,10 @@ def measure(doc: Document, request: Request) -> Features:
 
     input_tokens = _input_estimate(kind, context_tokens, selection_tokens)
     output_tokens = _output_estimate(kind, hole, selection_tokens, enclosing_lines)
+    # What a body or block is asked to write; a keystroke inside a line needs none of it.
     place = (
         Place()
-        if selection
+        if hole not in PLACE_HOLES
         else measure_place(
             root,
             spec,

@@ -11,7 +11,8 @@ import pytest
 from mmx_lsp import engine, languages
 from mmx_lsp.config import Settings
 from mmx_lsp.documents import Document
-from mmx_lsp.scoring import Request
+from mmx_lsp.router import load_built_in
+from mmx_lsp.scoring import FEATURE_NAMES, Request
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 ROUTES = tomllib.loads((FIXTURES / "routes.toml").read_text())["route"]
@@ -33,7 +34,8 @@ def test_expected_route(route: dict[str, Any]) -> None:
     doc = Document.open(path.as_uri(), languages.language_of_path(file), 0, path.read_text())
     start = _point(doc, where)
     end = _point(doc, route["to"]) if "to" in route else None
-    decision = engine.decide(Settings(), doc, Request(route["kind"], start, end))
+    router = load_built_in(FEATURE_NAMES)  # the server's default router
+    decision = engine.decide(Settings(), doc, Request(route["kind"], start, end), router=router)
     assert decision.tier == route["tier"], f"{route['why']}: {decision.reason}"
 
 
