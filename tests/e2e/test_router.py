@@ -160,6 +160,12 @@ async def test_a_flagged_body_goes_to_premium_and_a_broken_router_file_is_named_
             about_router = [m.message for m in client.messages if "team-router.json" in m.message]
             assert len(about_router) == 1
             assert "built-in router" in about_router[0] and "mmx-lsp calibrate" in about_router[0]
+            # Nothing lost: the request is recorded with the router that decided it.
+            record = await _record_of(
+                tmp_path / "xdg_data_home" / "mmx" / "metrics.sqlite3", status.request_id
+            )
+            assert record["router"] == load_built_in(FEATURE_NAMES).version
+            assert 0 < record["p_cheap_ok"] < 1 and record["file"]
         finally:
             await stop(client)
 
@@ -231,6 +237,24 @@ async def _wait_for_rows(database: Path, count: int) -> None:
                 return
         await asyncio.sleep(0.2)
     raise AssertionError(f"{found} of {count} verdicts written to {database}")
+
+
+async def _record_of(database: Path, request_id: str) -> dict[str, Any]:
+    """The `extra` facts of a request's row, once the server's writer has written it."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        if database.exists():
+            try:
+                with sqlite3.connect(database) as conn:
+                    row = conn.execute(
+                        "SELECT extra FROM requests WHERE request_id = ?", (request_id,)
+                    ).fetchone()
+            except sqlite3.Error:
+                row = None
+            if row is not None:
+                return dict(json.loads(row[0] or "{}"))
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no record of {request_id} in {database}")
 
 
 def _calibrate(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -132,3 +132,12 @@ def test_the_written_router_is_picked_up_by_a_running_source(tmp_path: Path) -> 
 def test_a_database_that_is_not_there_is_a_clear_refusal(tmp_path: Path) -> None:
     with pytest.raises(cal.CalibrationError, match="no metrics database"):
         cal.read_examples(tmp_path / "absent.sqlite3")
+
+
+def test_an_empty_history_is_refused_and_leaves_no_router_file(tmp_path: Path) -> None:
+    db = tmp_path / "metrics.sqlite3"
+    write_records(db, [])
+    target = tmp_path / "router.json"
+    with pytest.raises(cal.CalibrationError, match=r"0 completions"):
+        cal.calibrate(base(), cal.read_examples(db))
+    assert not target.exists()
