@@ -10,6 +10,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,7 +208,7 @@ def _ms(value: int | None) -> str:
 def _usd(value: str) -> str:
     from mmx_lsp.pricing import format_usd
 
-    return format_usd(metrics.Decimal(value))
+    return format_usd(Decimal(value))
 
 
 def _console() -> Console:
@@ -265,8 +266,8 @@ def print_table(
     table.add_row("total", *([""] * (len(names) - 1)), *cells(totals), style="bold")
     console = _console()
     console.print(table)
-    cost = metrics.Decimal(totals["cost_usd_exact"])
-    saved = metrics.Decimal(totals["saved_usd_exact"])
+    cost = Decimal(totals["cost_usd_exact"])
+    saved = Decimal(totals["saved_usd_exact"])
     if cost + saved > 0:
         console.print(
             f"Saved {_usd(str(saved))} against sending every request to premium "

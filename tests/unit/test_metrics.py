@@ -419,7 +419,7 @@ def test_damage_found_while_writing_starts_a_new_database(
             raise sqlite3.DatabaseError("database disk image is malformed")
         return real_insert(conn, *args)
 
-    monkeypatch.setattr(metrics, "insert_requests", damaged_once)
+    monkeypatch.setattr(metrics.store, "insert_requests", damaged_once)
     with MetricsStore(path, linger_s=0) as s:
         s.record(pipeline_record(0))
         s.flush()

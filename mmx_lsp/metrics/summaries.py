@@ -1,0 +1,209 @@
+"""Summaries of the database: totals and groups over a time window (`mmx.stats`, `stats`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mmx_lsp.since import parse_since
+
+if TYPE_CHECKING:
+    pass
+from mmx_lsp.metrics.records import from_pico
+from mmx_lsp.metrics.rollups import (
+    _DAILY_KEY,
+    _ROLLUP_SOURCE,
+    _S,
+    SUMS,
+    DailyKey,
+    Rollup,
+    _local_midnight,
+    bucket_mid,
+)
+from mmx_lsp.metrics.schema import GROUPINGS
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _group_key(by: str) -> tuple[tuple[str, ...], Callable[[DailyKey], tuple[str, ...]]]:
+    if by == "model":
+        return ("model", "tier"), lambda k: (k[1], k[3])
+    if by == "tier":
+        return ("tier",), lambda k: (k[3],)
+    if by == "kind":
+        return ("kind",), lambda k: (k[4],)
+    if by == "language":
+        return ("language",), lambda k: (k[5],)
+    if by == "day":
+        return ("day",), lambda k: (k[0],)
+    raise ValueError(f"by must be one of {', '.join(GROUPINGS)}, not {by!r}")
+
+
+def _latency_key(by: str) -> tuple[str, Callable[[str, str, str], tuple[str, ...]]]:
+    """Which histogram a grouping reads, and the group of one histogram row (key, tier, day)."""
+    if by == "model":
+        return "model", lambda key, tier, day: (key, tier)
+    if by == "tier":
+        return "model", lambda key, tier, day: (tier,)
+    if by == "day":
+        return "model", lambda key, tier, day: (day,)
+    return by, lambda key, tier, day: (key,)
+
+
+def percentile(histogram: Mapping[int, int], share: float) -> int | None:
+    """Nearest-rank percentile of a bucketed latency histogram (bucket -> count), in ms."""
+    total = sum(histogram.values())
+    if total <= 0:
+        return None
+    rank = max(1, math.ceil(share * total))
+    seen = 0
+    for lower in sorted(histogram):
+        seen += histogram[lower]
+        if seen >= rank:
+            return round(bucket_mid(lower))
+    return None
+
+
+@dataclass
+class _Group:
+    sums: list[float] = field(default_factory=lambda: [0] * len(SUMS))
+    latency: dict[int, int] = field(default_factory=dict)
+
+    def add(self, values: Sequence[float]) -> None:
+        for i, value in enumerate(values):
+            self.sums[i] += value
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.sums
+        requests, cache_hits = int(s[_S["requests"]]), int(s[_S["cache_hits"]])
+        accepted, rejected = int(s[_S["accepted"]]), int(s[_S["rejected"]])
+        escalated = int(s[_S["escalated"]])
+        cost, saved = from_pico(int(s[_S["cost_pusd"]])), from_pico(int(s[_S["saved_pusd"]]))
+        verdicts = accepted + rejected
+        return {
+            "requests": requests,
+            "cache_hits": cache_hits,
+            "input_tokens": int(s[_S["input_tokens"]]),
+            "cached_input_tokens": int(s[_S["cached_input_tokens"]]),
+            "output_tokens": int(s[_S["output_tokens"]]),
+            "cost_usd": float(cost),
+            "cost_usd_exact": str(cost),
+            "saved_usd": float(saved),
+            "saved_usd_exact": str(saved),
+            "p50_ms": percentile(self.latency, 0.50),
+            "p95_ms": percentile(self.latency, 0.95),
+            "latency_count": int(s[_S["latency_count"]]),
+            "latency_sum_ms": float(s[_S["latency_sum_ms"]]),
+            "accepted": accepted,
+            "rejected": rejected,
+            "acceptance_rate": None if verdicts == 0 else accepted / verdicts,
+            "cache_hit_rate": None if requests == 0 else cache_hits / requests,
+            "escalated": escalated,
+            "escalation_rate": None if requests == 0 else escalated / requests,
+            "errors": int(s[_S["errors"]]),
+            "cancelled": int(s[_S["cancelled"]]),
+        }
+
+
+@dataclass
+class Window:
+    """The daily sums and latency rows of a time window: whole days from the daily tables,
+    and the part of the first day after `since` from the requests themselves."""
+
+    daily: list[tuple[DailyKey, Sequence[float]]]
+    latency: list[tuple[str, str, str, int, str, int]]  # dim, key, tier, ms, day, count
+
+
+def window(
+    conn: sqlite3.Connection, since: float | None, dims: Iterable[str], *, per_day: bool = False
+) -> Window:
+    """Read a window; latency rows are summed over days in SQL unless `per_day` (the
+    histogram's key order makes that a sort-free scan)."""
+    dims = tuple(dict.fromkeys(dims))
+    first_day = ""
+    edge = Rollup()
+    if since is not None:
+        day = dt.date.fromtimestamp(since)
+        midnight = _local_midnight(day)
+        boundary = midnight if since <= midnight else _local_midnight(day + dt.timedelta(days=1))
+        first_day = dt.date.fromtimestamp(boundary).isoformat()
+        if boundary > since:
+            for row in conn.execute(
+                f"SELECT {_ROLLUP_SOURCE} FROM requests WHERE ts >= ? AND ts < ?",
+                (since, boundary),
+            ):
+                edge.add(*row)
+    width = len(_DAILY_KEY)
+    daily: list[tuple[DailyKey, Sequence[float]]] = [
+        (tuple(row[:width]), row[width:])  # type: ignore[misc]
+        for row in conn.execute(
+            f"SELECT {', '.join(_DAILY_KEY + SUMS)} FROM daily WHERE day >= ?", (first_day,)
+        )
+    ]
+    daily.extend(edge.daily.items())
+    latency: list[tuple[str, str, str, int, str, int]] = []
+    sql = (
+        "SELECT key, tier, ms, day, count FROM daily_latency WHERE dim = ? AND day >= ?"
+        if per_day
+        else "SELECT key, tier, ms, '', SUM(count) FROM daily_latency "
+        "WHERE dim = ? AND day >= ? GROUP BY key, tier, ms"
+    )
+    for dim in dims:
+        latency.extend((dim, *row) for row in conn.execute(sql, (dim, first_day)))
+    latency.extend((*k, n) for k, n in edge.latency.items() if k[0] in dims)
+    return Window(daily, latency)
+
+
+def summarize(
+    conn: sqlite3.Connection,
+    *,
+    since: float | str | None = None,
+    by: str = "model",
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Totals and one row per group (`by_model`, `by_tier`, … as `by` says): DESIGN.md's
+    `mmx.stats` shape with rates, exact money and p50/p95 latency (cached answers excluded)."""
+    names, group_of = _group_key(by)
+    dim, latency_group = _latency_key(by)
+    cutoff = parse_since(since, now)
+    data = window(conn, cutoff, {"model", dim}, per_day=by == "day")
+    groups: dict[tuple[str, ...], _Group] = {}
+    totals = _Group()
+    for daily_key, values in data.daily:
+        name = group_of(daily_key)
+        group = groups.get(name)
+        if group is None:
+            group = groups[name] = _Group()
+        group.add(values)
+        totals.add(values)
+    for row_dim, dim_key, tier, ms, day, count in data.latency:
+        if row_dim == "model":
+            totals.latency[ms] = totals.latency.get(ms, 0) + count
+        if row_dim == dim:
+            target = groups.setdefault(latency_group(dim_key, tier, day), _Group())
+            target.latency[ms] = target.latency.get(ms, 0) + count
+    rows = []
+    for key in sorted(groups):
+        entry: dict[str, Any] = dict(zip(names, key, strict=True))
+        entry.update(groups[key].to_json())
+        if entry["requests"] or entry["latency_count"]:
+            rows.append(entry)
+    return {"since": cutoff, "by": by, "totals": totals.to_json(), f"by_{by}": rows}
+
+
+def latency_histogram(
+    conn: sqlite3.Connection, since: float | None, by: str = "tier"
+) -> dict[str, dict[float, int]]:
+    """Latency histograms (bucket middle in ms -> count) per tier or model, for charts."""
+    data = window(conn, since, ("model",))
+    out: dict[str, dict[float, int]] = {}
+    for _dim, key, tier, ms, _day, count in data.latency:
+        name = tier if by == "tier" else key
+        hist = out.setdefault(name, {})
+        mid = bucket_mid(ms)
+        hist[mid] = hist.get(mid, 0) + count
+    return out
