@@ -1,0 +1,273 @@
+"""Running: one model call per (model, task), and the auto row through the server's cascade."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from mmx_lsp import calls, cascade, engine
+from mmx_lsp.calls import Snapshot, take_snapshot
+from mmx_lsp.config import Settings
+from mmx_lsp.documents import Document
+from mmx_lsp.errors import ProviderError
+from mmx_lsp.evaluation.checks import check
+from mmx_lsp.evaluation.models import Contender
+from mmx_lsp.evaluation.tasks import Task, log
+from mmx_lsp.kinds import Tier
+from mmx_lsp.pricing import Usage
+from mmx_lsp.providers import Providers, reply_cost
+from mmx_lsp.router_file import RouterSource
+from mmx_lsp.verify import Verdict
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One model's answer to one task, checked and priced (or the auto row's, summed)."""
+
+    task: str
+    tier: Tier
+    model: str
+    model_version: str  # the model the provider said answered ("" when it did not answer)
+    answer: str
+    passed: bool
+    reason: str
+    verified: bool  # the server's own check (verify_edit), which drives the cascade
+    verify_reason: str
+    latency_ms: float
+    usage: Usage
+    cost_usd: Decimal
+    error: str | None = None
+    route: str = ""  # auto: the tier routing chose
+    escalated: bool = False  # auto: the cheap answer failed verification; premium answered
+    fallback: bool = False  # auto: the routed tier failed or is not set up; the other answered
+    calls: int = 1
+    usage_estimated: bool = False  # the endpoint reported no usage: counted from the text
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "tier": self.tier,
+            "model": self.model,
+            "model_version": self.model_version,
+            "passed": self.passed,
+            "reason": self.reason,
+            "verified": self.verified,
+            "verify_reason": self.verify_reason,
+            "error": self.error,
+            "latency_ms": round(self.latency_ms, 3),
+            "input_tokens": self.usage.input_tokens,
+            "cached_input_tokens": self.usage.cached_input_tokens,
+            "output_tokens": self.usage.output_tokens,
+            "cost_usd": format(self.cost_usd, "f"),
+            "usage_estimated": self.usage_estimated,
+            "calls": self.calls,
+            "route": self.route,
+            "escalated": self.escalated,
+            "fallback": self.fallback,
+            "answer": self.answer,
+        }
+
+
+class ProgressSink(Protocol):
+    """Told about model calls as they are scheduled and as they finish."""
+
+    def planned(self, count: int) -> None: ...
+
+    def finished(self, label: str, task: str) -> None: ...
+
+
+def snapshot(task: Task, doc: Document) -> Snapshot:
+    """The excerpt the server would send for this request."""
+    start = task.position(task.start)
+    return take_snapshot(doc, start, None if task.cursor else task.position(task.end))
+
+
+def clean_answer(task: Task, snap: Snapshot, text: str) -> str:
+    """The model's text cleaned up as the server does before showing or applying it."""
+    return calls.clean_answer(task.kind, snap, text)
+
+
+async def answer(providers: Providers, contender: Contender, task: Task) -> Outcome:
+    """One model call for one task, as Pipeline._attempt makes it, then the task's check."""
+    tier_config = contender.settings.tiers[contender.tier]
+    snap = snapshot(task, task.document())
+    prompt = calls.build_prompt(task.kind, snap, tier_config, task.diagnostics)
+    request = calls.model_request(contender.tier, tier_config, task.kind, prompt)
+    started = time.perf_counter()
+    try:
+        reply = await providers.complete(request, deadline_s=calls.deadline_s(task.kind))
+    except ProviderError as exc:
+        return Outcome(
+            task=task.name,
+            tier=contender.tier,
+            model=contender.model,
+            model_version="",
+            answer="",
+            passed=False,
+            reason=str(exc),
+            verified=False,
+            verify_reason="no answer",
+            latency_ms=(time.perf_counter() - started) * 1000,
+            usage=Usage(),
+            cost_usd=Decimal(0),
+            error=str(exc),
+        )
+    text = clean_answer(task, snap, reply.text)
+    verdict = calls.verify_answer(snap, task.kind, text)
+    result = await check(task, text)
+    return Outcome(
+        task=task.name,
+        tier=contender.tier,
+        model=contender.model,
+        model_version=reply.model,
+        answer=text,
+        passed=result.passed,
+        reason=result.reason,
+        verified=verdict.ok,
+        verify_reason=verdict.reason,
+        latency_ms=reply.latency_ms,
+        usage=reply.usage,
+        cost_usd=reply_cost(reply, contender.price),
+        usage_estimated=reply.usage_estimated,
+    )
+
+
+class _Runner:
+    """Runs model × task calls at most `jobs` at a time, each (model, task) once."""
+
+    def __init__(self, settings: Settings, jobs: int, progress: ProgressSink | None) -> None:
+        self.settings = settings
+        self._slots = asyncio.Semaphore(max(1, jobs))
+        self._progress = progress
+        self._providers: dict[tuple[str, str], Providers] = {}
+        self._calls: dict[tuple[tuple[str, str], str], asyncio.Task[Outcome]] = {}
+        self._tiers: dict[str, Contender] = {}
+        # The router the server would use: the settings' router file, else the built-in one.
+        self.router = RouterSource(
+            lambda: settings.routing.router_file, lambda m: log.warning("%s", m)
+        ).current()
+
+    def outcome(self, contender: Contender, task: Task) -> asyncio.Task[Outcome]:
+        key = (contender.key, task.name)
+        call = self._calls.get(key)
+        if call is None:
+            if self._progress is not None:
+                self._progress.planned(1)
+            call = asyncio.create_task(self._run(contender, task))
+            self._calls[key] = call
+        return call
+
+    async def _run(self, contender: Contender, task: Task) -> Outcome:
+        providers = self._providers.get(contender.key)
+        if providers is None:
+            # No circuit breaker: every task is put to every model, even one that is down.
+            providers = Providers(contender.settings, breaker=None)
+            self._providers[contender.key] = providers
+        async with self._slots:
+            outcome = await answer(providers, contender, task)
+        if self._progress is not None:
+            self._progress.finished(contender.label, task.name)
+        return outcome
+
+    def adopt(self, contender: Contender) -> None:
+        """Use this model's results for its tier in the auto row."""
+        self._tiers.setdefault(contender.tier, contender)
+
+    def tier(self, tier: Tier, task: Task) -> asyncio.Task[Outcome]:
+        """The tier as configured: the matrix's own result when it has one."""
+        contender = self._tiers.get(tier)
+        if contender is None:
+            contender = self._tiers[tier] = Contender.for_tier(self.settings, tier)
+        return self.outcome(contender, task)
+
+    async def auto(self, task: Task) -> Outcome:
+        """What the server would have answered: routing, then the server's own cascade
+        (`cascade.run`) over the tiers' results (each tier is called once per task)."""
+        decision = engine.decide(self.settings, task.document(), task.request(), router=self.router)
+        snap = snapshot(task, task.document())
+        providers = Providers(self.settings, breaker=None)
+
+        async def attempt(tier: Tier) -> cascade.Reply:
+            outcome = await self.tier(tier, task)
+            if outcome.error is not None:
+                raise ProviderError(outcome.error)
+            return cascade.Reply(
+                text=outcome.answer,
+                model=outcome.model,
+                cost_usd=outcome.cost_usd,
+                usage=outcome.usage,
+                model_version=outcome.model_version,
+                latency_ms=outcome.latency_ms,
+            )
+
+        def verify(text: str) -> Verdict:
+            return calls.verify_answer(snap, task.kind, text)
+
+        flight = await cascade.run(
+            cascade.Flight(decision.tier),
+            task.kind,
+            configured=providers.configured,
+            attempt=attempt,
+            verify=verify,
+            escalation=cascade.ExpectedSaving.of(self.settings, decision, self.router),
+        )
+        if flight.preview is not None:
+            return Outcome(
+                task=task.name,
+                tier=decision.tier,
+                model=decision.model,
+                model_version="",
+                answer="",
+                passed=False,
+                reason=flight.preview,
+                verified=False,
+                verify_reason="no answer",
+                latency_ms=0.0,
+                usage=Usage(),
+                cost_usd=Decimal(0),
+                error=flight.preview,
+                route=decision.tier,
+                calls=0,
+            )
+        steps = [await self.tier(step.tier, task) for step in flight.steps]
+        final = await self.tier(flight.tier, task)
+        answer, passed, reason = final.answer, final.passed, final.reason
+        if final.error is None and not final.verified and not task.cursor:
+            # The server applies no edit that fails its own check.
+            answer, passed = "", False
+            reason = f"no answer passed the server's check ({final.verify_reason})"
+        return Outcome(
+            task=task.name,
+            tier=final.tier,
+            model=final.model,
+            model_version=final.model_version,
+            answer=answer,
+            passed=passed,
+            reason=reason,
+            verified=final.verified,
+            verify_reason=final.verify_reason,
+            latency_ms=sum(step.latency_ms for step in steps),
+            usage=sum((step.usage for step in steps), Usage()),
+            cost_usd=sum((step.cost_usd for step in steps), Decimal(0)),
+            error=final.error,
+            route=decision.tier,
+            escalated=flight.escalated,
+            fallback=flight.fallback is not None,
+            calls=len(steps),
+            usage_estimated=any(step.usage_estimated for step in steps),
+        )
+
+    async def aclose(self, others: Sequence[asyncio.Future[Outcome]] = ()) -> None:
+        """Cancel what is still running (after an error) and close the HTTP clients."""
+        pending = [c for c in [*self._calls.values(), *others] if not c.done()]
+        for call in pending:
+            call.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for providers in self._providers.values():
+            await providers.aclose()
