@@ -28,7 +28,7 @@ from mmx_lsp import answer_cache, calls, cascade, engine, prompts
 from mmx_lsp.cache import Cache, SingleFlight, make_cache
 from mmx_lsp.calls import Snapshot, take_snapshot
 from mmx_lsp.engine import new_request_id, remember
-from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, is_tier, other_tier
+from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, is_tier
 from mmx_lsp.pricing import cost_usd, price_for
 from mmx_lsp.providers import Providers, RedactingFilter, install_redaction, reply_cost
 from mmx_lsp.reuse import Place, Suggestion, Suggestions
@@ -49,8 +49,6 @@ log = logging.getLogger("mmx_lsp")
 # calls a model: a keystroke meanwhile cancels it (the editor sends $/cancelRequest) or makes
 # it stale, and no call is made. One the user asked for explicitly does not wait.
 INLINE_DEBOUNCE_S = 0.15
-PROVIDER_MESSAGE = "provider"
-PREVIEW_MESSAGE = "preview"
 
 
 class Recorder(Protocol):
@@ -366,39 +364,7 @@ class Pipeline:
             verify=verify,
             escalation=cascade.ExpectedSaving.of(settings, decision, self._router()),
         )
-        self._tell(flight)
-
-    def _tell(self, flight: cascade.Flight) -> None:
-        """The messages a finished cascade calls for (once per burst of requests)."""
-        if flight.preview is not None:
-            self.reporter.show_once(
-                PREVIEW_MESSAGE,
-                "mmx preview: requests are routed and priced, but no model is called "
-                f"until you {flight.preview}",
-                types.MessageType.Info,
-            )
-            return
-        self.reporter.settle(PREVIEW_MESSAGE)
-        for index, step in enumerate(flight.steps):
-            key = f"{PROVIDER_MESSAGE}:{step.tier}"
-            if step.error is None:
-                if index == 0:
-                    self.reporter.settle(key)
-            elif step is flight.failure:
-                log.warning("%s", step.error)
-                self.reporter.show_once(key, f"mmx: {step.error}", types.MessageType.Error)
-            elif step.escalation:
-                log.warning(
-                    "escalation to premium failed (%s); keeping the cheap answer", step.error
-                )
-            else:
-                other = other_tier(step.tier)
-                log.warning("%s; falling back to the %s tier", step.error, other)
-                self.reporter.show_once(
-                    key,
-                    f"mmx: {step.error}; using the {other} tier meanwhile",
-                    types.MessageType.Warning,
-                )
+        self.reporter.cascade(flight)
 
     async def _attempt(
         self,

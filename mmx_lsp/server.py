@@ -31,6 +31,8 @@ IDLE_REPARSE_S = 0.5
 # Regression watch: first look soon after start-up (off its path), then hourly.
 REGRESSION_FIRST_CHECK_S = 2.0
 REGRESSION_CHECK_S = 3600.0
+
+
 class MmxServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__(

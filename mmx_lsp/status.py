@@ -12,15 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from mmx_lsp.kinds import Kind, Tier
+from mmx_lsp.kinds import Kind, Tier, other_tier
 from mmx_lsp.pricing import format_usd
 
 if TYPE_CHECKING:
+    from mmx_lsp.cascade import Flight
     from mmx_lsp.server import MmxServer
 
 log = logging.getLogger("mmx_lsp")
 
 STATUS = "mmx/status"
+PROVIDER_MESSAGE = "provider"
+PREVIEW_MESSAGE = "preview"
 EXPLANATION = "mmx/explanation"
 # A message repeated within this many seconds of the last request that wanted it belongs to
 # the same burst and is not shown again (typing makes a request per keystroke).
@@ -255,6 +258,38 @@ class Reporter:
         """The condition behind `key` is over: its next occurrence starts a new burst (shown
         unless the same message was shown less than a minute ago)."""
         self._last_wanted.pop(key, None)
+
+    def cascade(self, flight: Flight) -> None:
+        """The messages a finished cascade calls for (once per burst of requests)."""
+        if flight.preview is not None:
+            self.show_once(
+                PREVIEW_MESSAGE,
+                "mmx preview: requests are routed and priced, but no model is called "
+                f"until you {flight.preview}",
+                types.MessageType.Info,
+            )
+            return
+        self.settle(PREVIEW_MESSAGE)
+        for index, step in enumerate(flight.steps):
+            key = f"{PROVIDER_MESSAGE}:{step.tier}"
+            if step.error is None:
+                if index == 0:
+                    self.settle(key)
+            elif step is flight.failure:
+                log.warning("%s", step.error)
+                self.show_once(key, f"mmx: {step.error}", types.MessageType.Error)
+            elif step.escalation:
+                log.warning(
+                    "escalation to premium failed (%s); keeping the cheap answer", step.error
+                )
+            else:
+                other = other_tier(step.tier)
+                log.warning("%s; falling back to the %s tier", step.error, other)
+                self.show_once(
+                    key,
+                    f"mmx: {step.error}; using the {other} tier meanwhile",
+                    types.MessageType.Warning,
+                )
 
     def budget(self, spent_today: Decimal, budget: Decimal | None, day: str) -> None:
         """Warn once a day at 80 % and at 100 % of the daily budget."""
