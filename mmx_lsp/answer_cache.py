@@ -12,6 +12,7 @@ from typing import Any
 from mmx_lsp import prompts
 from mmx_lsp.cache import Cache, cache_key
 from mmx_lsp.calls import Snapshot, request_api, template
+from mmx_lsp.cascade import Flight
 from mmx_lsp.config import Settings
 from mmx_lsp.kinds import Kind, Tier, is_tier
 
@@ -45,6 +46,21 @@ class Entry:
     input_tokens: int = 0
     output_tokens: int = 0
     premium_usd: Decimal | None = None
+
+    @classmethod
+    def of(cls, flight: Flight, settings: Settings) -> Entry:
+        """The entry for a flight's answer."""
+        last = flight.last_reply
+        usage = flight.usage
+        return cls(
+            text=flight.text,
+            tier=flight.tier,
+            model=settings.tiers[flight.tier].model,
+            model_version="" if last is None else last.model_version,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            premium_usd=None if last is None else last.premium_usd,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -231,7 +231,7 @@ class Pipeline:
                 owner = flight.claim(joined=joined)
                 text = self._from_flight(settings, status, flight, owner=owner)
                 if text and flight.error is None and not joined:
-                    answer_cache.store(cache, key, _entry(settings, flight))
+                    answer_cache.store(cache, key, answer_cache.Entry.of(flight, settings))
         except asyncio.CancelledError:
             # The request that started the call carries what it cost so far; one that joined
             # it leaves the cost to the requests still waiting.
@@ -586,17 +586,3 @@ def _attempts(flight: cascade.Flight) -> list[Attempt]:
         for step in flight.steps
         if step.reply is not None
     ]
-
-
-def _entry(settings: Settings, flight: cascade.Flight) -> answer_cache.Entry:
-    last = flight.last_reply
-    usage = flight.usage
-    return answer_cache.Entry(
-        text=flight.text,
-        tier=flight.tier,
-        model=settings.tiers[flight.tier].model,
-        model_version="" if last is None else last.model_version,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        premium_usd=None if last is None else last.premium_usd,
-    )
