@@ -233,15 +233,18 @@ def route(
         p_cheap_ok = round(router.p_cheap_ok(features.as_dict()), 4)
         score = round(1 - p_cheap_ok, 4)
         contributions = {}
-        # Near the budget the threshold rises toward 1; what a failure costs shrinks with it,
-        # so premium gets rarer the same way.
-        base = settings.routing.premium_above
-        weight = (1 - limit) / (1 - base) if base < 1 else 1.0
-        failure = settings.routing.failed_answer_usd * Decimal(str(round(weight, 4)))
-        costs = expected_costs(
-            router, p_cheap_ok, estimates["cheap"], estimates["premium"], failure
-        )
-        expected = {"cheap_first": costs.cheap_first, "premium": costs.premium}
+        # Expected costs need both tiers' prices; a model the price table does not know (and
+        # the settings do not price) leaves the estimate to the threshold, as a score.
+        if all(price_for(settings.tiers[t]) is not None for t in ("cheap", "premium")):
+            # Near the budget the threshold rises toward 1; what a failure costs shrinks with
+            # it, so premium gets rarer the same way.
+            base = settings.routing.premium_above
+            weight = (1 - limit) / (1 - base) if base < 1 else 1.0
+            failure = settings.routing.failed_answer_usd * Decimal(str(round(weight, 4)))
+            costs = expected_costs(
+                router, p_cheap_ok, estimates["cheap"], estimates["premium"], failure
+            )
+            expected = {"cheap_first": costs.cheap_first, "premium": costs.premium}
     if override is not None:
         tier, scope = override
         override_text = scope

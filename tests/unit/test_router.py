@@ -201,3 +201,17 @@ def test_failures_that_cost_nothing_send_every_body_to_cheap() -> None:
     assert decide(settings, doc, Request("inline", (9, 8)), router=built_in()).tier == "cheap"
     pricey = Settings(routing={"failed_answer_usd": "1000"})
     assert decide(pricey, doc, Request("inline", (9, 8)), router=built_in()).tier == "premium"
+
+
+def test_unpriced_models_leave_the_estimate_to_the_threshold() -> None:
+    doc = Document.open("file:///cart.py", "python", 1, BODY)
+    settings = Settings(
+        tiers={
+            "cheap": {"provider": "openai", "model": "house-small"},
+            "premium": {"provider": "openai", "model": "house-large"},
+        }
+    )
+    decision = decide(settings, doc, Request("inline", (9, 8)), router=built_in())
+    assert decision.p_cheap_ok is not None and decision.expected_usd is None
+    assert decision.tier == ("premium" if decision.score > 0.55 else "cheap")
+    assert "threshold" in decision.reason
