@@ -11,22 +11,32 @@ from typing import Any
 
 from mmx_lsp import prompts
 from mmx_lsp.cache import Cache, cache_key
-from mmx_lsp.calls import Snapshot, request_api, template
+from mmx_lsp.calls import Shape, Snapshot, context_tokens, request_api, request_shape, template
 from mmx_lsp.cascade import Flight
 from mmx_lsp.config import Settings
 from mmx_lsp.kinds import Kind, Tier, is_tier
 
 
 def key(
-    settings: Settings, tier: Tier, kind: Kind, snap: Snapshot, diagnostics: Sequence[str]
+    settings: Settings,
+    tier: Tier,
+    kind: Kind,
+    snap: Snapshot,
+    diagnostics: Sequence[str],
+    shape: Shape | None = None,
 ) -> str:
     """The cache key of a request: the model, the prompt template's version and everything
-    the prompt is built from (the excerpt, the request's place, the diagnostics)."""
+    the prompt is built from (the excerpt, the request's place, the diagnostics, the limits
+    that size the prompt and the answer)."""
     tier_config = settings.tiers[tier]
     provider = settings.providers.get(tier_config.provider)
     endpoint = provider.base_url if provider is not None else ""
-    name, budget = template(request_api(tier_config, kind), kind)
-    where = json.dumps([kind, snap.language, snap.start, snap.end, budget, list(diagnostics)])
+    name = template(request_api(tier_config, kind), kind)
+    shape = shape or request_shape(settings, kind)
+    limits = [shape.key, context_tokens(shape, tier_config), shape.max_output_tokens]
+    where = json.dumps(
+        [kind, snap.language, snap.start, snap.end, limits, list(shape.stop), list(diagnostics)]
+    )
     return cache_key(
         model=tier_config.model,
         model_version=f"{tier_config.api}@{endpoint}",

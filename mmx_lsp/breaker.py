@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 # the tier (half-open): its success closes the breaker, its failure opens it again.
 FAILURES_TO_OPEN = 3
 COOL_DOWN_S = 30.0
+# A timeout says the tier is slow, not that it is down: only this many in a row (with no
+# answer between them) open the breaker, and then the tier's requests go to the other one.
+TIMEOUTS_TO_OPEN = 6
 
 
 @dataclass
@@ -20,9 +23,11 @@ class Breaker:
 
     tier: str
     failures_to_open: int = FAILURES_TO_OPEN
+    timeouts_to_open: int = TIMEOUTS_TO_OPEN
     cool_down_s: float = COOL_DOWN_S
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     failures: int = 0
+    timeouts: int = 0
     opened_at: float | None = None
     probing: bool = False
 
@@ -52,6 +57,7 @@ class Breaker:
 
     def succeeded(self) -> None:
         self.failures = 0
+        self.timeouts = 0
         self.opened_at = None
         self.probing = False
 
@@ -59,6 +65,17 @@ class Breaker:
         """Count one failed attempt; True when the breaker is (now) open."""
         self.failures += 1
         if self.probing or self.failures >= self.failures_to_open:
+            self.opened_at = self.clock()
+            self.probing = False
+            return True
+        return False
+
+    def timed_out(self) -> bool:
+        """Count one call that ran out of time; True when the breaker is (now) open. A probe
+        that times out opens it again; otherwise only repeated timeouts do."""
+        self.timeouts += 1
+        if self.probing or self.timeouts >= self.timeouts_to_open:
+            self.failures = max(self.failures, self.timeouts)
             self.opened_at = self.clock()
             self.probing = False
             return True

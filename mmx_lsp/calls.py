@@ -6,48 +6,79 @@ same prompt and judge the same cleaned-up answer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from mmx_lsp import prompts
 from mmx_lsp.checks import CHECKS, WHOLE_FILE_CHECKS
 from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, is_action_kind
+from mmx_lsp.pricing import Usage
 from mmx_lsp.providers import ModelRequest
-from mmx_lsp.tokens import chars_for_tokens
+from mmx_lsp.tokens import chars_for_tokens, estimate_tokens
 from mmx_lsp.verify import Verdict, verify_edit
 
 if TYPE_CHECKING:
-    from mmx_lsp.config import TierConfig
+    from mmx_lsp.config import LimitKey, Settings, TierConfig
     from mmx_lsp.documents import Document
 
-# Seconds one model call may take, retries included, by request kind. Ghost text that comes
-# later than a few seconds is useless; an edit the user asked for is worth waiting for.
-DEADLINE_S: dict[Kind, float] = {
-    "inline": 5.0,
-    "completion": 5.0,
-    "refactor": 60.0,
-    "fix": 60.0,
-    "docstring": 60.0,
-    "explain": 45.0,
-}
-INLINE_CONTEXT_TOKENS = 1500
-ACTION_CONTEXT_TOKENS = 2000
-INLINE_MAX_TOKENS = 256
 # Characters after the cursor that inline clean-up compares the answer with.
 AFTER_CURSOR_CHARS = 4000
 
 
-def deadline_s(kind: Kind) -> float:
+@dataclass(frozen=True)
+class Shape:
+    """How big one request is (settings.limits for its kind or hole): the context it
+    carries, the longest answer, how long it may take, where its answer stops."""
+
+    key: LimitKey
+    context_tokens: int
+    max_output_tokens: int
+    deadline_s: float
+    stop: tuple[str, ...] = ()
+
+
+def limit_key(kind: Kind, hole: object = None) -> LimitKey:
+    """Which `limits` entry a request follows: the hole of a completion (an expression
+    counts as a line), the kind of a code action."""
+    if is_action_kind(kind):
+        return kind
+    if hole in ("block", "body"):
+        return "block" if hole == "block" else "body"
+    return "line"
+
+
+def request_shape(settings: Settings, kind: Kind, hole: object = None) -> Shape:
+    """The limits a request of `kind` (filling `hole`) follows in these settings."""
+    key = limit_key(kind, hole)
+    limits = settings.limits[key]
+    return Shape(
+        key=key,
+        context_tokens=limits.context_tokens,
+        max_output_tokens=limits.max_output_tokens,
+        deadline_s=limits.deadline_s,
+        stop=tuple(limits.stop),
+    )
+
+
+def context_tokens(shape: Shape, tier_config: TierConfig) -> int:
+    """The context budget of a request on a tier: the kind's, capped by the tier's."""
+    cap = tier_config.max_context_tokens
+    return shape.context_tokens if cap is None else min(shape.context_tokens, cap)
+
+
+def deadline_s(kind: Kind, settings: Settings | None = None, hole: object = None) -> float:
     """Seconds one model call for `kind` may take, retries included."""
-    return DEADLINE_S.get(kind, 30.0)
+    from mmx_lsp.config import Settings
+
+    return request_shape(settings or Settings(), kind, hole).deadline_s
 
 
-def template(api: str, kind: Kind) -> tuple[str, int]:
-    """The prompt template of a request and its context budget in tokens."""
+def template(api: str, kind: Kind) -> str:
+    """The prompt template of a request."""
     if kind in INLINE_KINDS:
-        return ("inline-fim" if api == "completions" else "inline-chat"), INLINE_CONTEXT_TOKENS
-    return kind, ACTION_CONTEXT_TOKENS
+        return "inline-fim" if api == "completions" else "inline-chat"
+    return kind
 
 
 @dataclass(frozen=True)
@@ -94,15 +125,26 @@ def verify_answer(snap: Snapshot, kind: Kind, answer: str) -> Verdict:
 
 
 def take_snapshot(
-    doc: Document, start: tuple[int, int], end: tuple[int, int] | None = None
+    doc: Document,
+    start: tuple[int, int],
+    end: tuple[int, int] | None = None,
+    *,
+    context_tokens: int | None = None,
 ) -> Snapshot:
     """The request as the model will see it: an excerpt around `start` (a cursor) or
-    `start`..`end` (a selection), clamped (row, column) places in `doc`."""
+    `start`..`end` (a selection), clamped (row, column) places in `doc`, of about
+    `context_tokens` (default: the default limits of a line or of a refactor)."""
     r0, i0 = start
     r1, i1 = (r0, i0) if end is None else end
     # A window of the document, never the whole text: the request path stays the same
     # cost in a 500-line file and a 50,000-line one.
-    budget = chars_for_tokens(INLINE_CONTEXT_TOKENS if end is None else ACTION_CONTEXT_TOKENS)
+    if context_tokens is None:
+        from mmx_lsp.config import Settings
+
+        context_tokens = request_shape(
+            Settings(), "inline" if end is None else "refactor"
+        ).context_tokens
+    budget = chars_for_tokens(context_tokens)
     excerpt = doc.excerpt((r0, i0), (r1, i1), budget)
     line = doc.line_text(r0)
     whole = doc.size_bytes <= VERIFY_WHOLE_CHARS and not doc.binary
@@ -128,15 +170,24 @@ def request_api(tier_config: TierConfig, kind: Kind) -> Literal["chat", "complet
 
 
 def build_prompt(
-    kind: Kind, snap: Snapshot, tier_config: TierConfig, diagnostics: Sequence[str] = ()
+    kind: Kind,
+    snap: Snapshot,
+    tier_config: TierConfig,
+    diagnostics: Sequence[str] = (),
+    shape: Shape | None = None,
 ) -> prompts.Prompt:
-    """The prompt of a request on a tier."""
+    """The prompt of a request on a tier, within the context budget of its `shape`."""
+    if shape is None:
+        from mmx_lsp.config import Settings
+
+        shape = request_shape(Settings(), kind)
+    budget = context_tokens(shape, tier_config)
     if not is_action_kind(kind):
         return prompts.build_inline(
             snap.text,
             snap.start,
             snap.language,
-            INLINE_CONTEXT_TOKENS,
+            budget,
             request_api(tier_config, kind),
             outline=snap.outline,
         )
@@ -148,26 +199,96 @@ def build_prompt(
         snap.language,
         list(diagnostics),
         None,
-        context_tokens=ACTION_CONTEXT_TOKENS,
+        context_tokens=budget,
         outline=snap.outline,
     )
 
 
 def model_request(
-    tier: Tier, tier_config: TierConfig, kind: Kind, prompt: prompts.Prompt
+    tier: Tier,
+    tier_config: TierConfig,
+    kind: Kind,
+    prompt: prompts.Prompt,
+    shape: Shape | None = None,
+    snap: Snapshot | None = None,
 ) -> ModelRequest:
-    """The call that sends `prompt` to a tier."""
-    max_tokens = tier_config.max_output_tokens
-    if kind in INLINE_KINDS:
-        max_tokens = min(max_tokens, INLINE_MAX_TOKENS)
+    """The call that sends `prompt` to a tier: its answer capped by the kind's limit and the
+    tier's. A fill-in-the-middle call (raw code out) stops at the kind's stop sequences and,
+    for a block or body, at the first line indented less than the cursor's; a chat answer
+    may open with a Markdown fence, so only its length is capped."""
+    if shape is None:
+        from mmx_lsp.config import Settings
+
+        shape = request_shape(Settings(), kind)
+    api = request_api(tier_config, kind)
+    fim = api == "completions" and kind in INLINE_KINDS
+    cut = None
+    if fim and shape.key in ("block", "body") and snap is not None:
+        cut = dedent_cut(snap.line_before)
     return ModelRequest(
         tier=tier,
-        api=request_api(tier_config, kind),
+        api=api,
         messages=prompt.messages,
         prompt=prompt.prompt,
         suffix=prompt.suffix,
-        max_tokens=max_tokens,
+        max_tokens=min(tier_config.max_output_tokens, shape.max_output_tokens),
+        stop=list(shape.stop) if fim and shape.stop else None,
+        cut=cut,
     )
+
+
+def dedent_cut(line_before: str) -> Callable[[str], int | None]:
+    """Where a block written at the cursor ends: the start of its first line (after the one
+    the cursor is on) indented less than the cursor's column, or `None` while there is none.
+    A closing bracket there (`}`, `)`) belongs to the code after the block, which is already
+    in the document."""
+    indent = len(line_before) - len(line_before.lstrip(" \t"))
+
+    def cut(text: str) -> int | None:
+        offset = text.find("\n")
+        while offset != -1:
+            start = offset + 1
+            end = text.find("\n", start)
+            line = text[start:] if end == -1 else text[start:end]
+            body = line.lstrip(" \t")
+            # A line's indentation is known once something follows it.
+            if body and len(line) - len(body) < indent:
+                return offset
+            offset = end
+        return None
+
+    return cut
+
+
+# Tokens a chat template adds around each message's content.
+MESSAGE_FRAMING_TOKENS = 4
+
+
+def prompt_tokens(prompt: prompts.Prompt) -> int:
+    """An estimate of the input tokens of `prompt`, as it is sent."""
+    if prompt.messages is not None:
+        contents = [m.get("content", "") for m in prompt.messages]
+        return sum(estimate_tokens(c) + MESSAGE_FRAMING_TOKENS for c in contents)
+    return estimate_tokens(prompt.prompt or "") + estimate_tokens(prompt.suffix or "")
+
+
+def prompt_usage(
+    settings: Settings,
+    kind: Kind,
+    snap: Snapshot,
+    output_tokens: int,
+    shape: Shape,
+    diagnostics: Sequence[str] = (),
+) -> dict[str, Usage]:
+    """The tokens each tier would be sent (the prompt that would be built for it, counted)
+    and would write (`output_tokens`, capped as its call would be): a pre-call estimate
+    made of what is sent."""
+    usage: dict[str, Usage] = {}
+    for tier, tier_config in settings.tiers.items():
+        prompt = build_prompt(kind, snap, tier_config, diagnostics, shape)
+        cap = min(tier_config.max_output_tokens, shape.max_output_tokens)
+        usage[tier] = Usage(prompt_tokens(prompt), min(output_tokens, cap))
+    return usage
 
 
 def clean_answer(kind: Kind, snap: Snapshot, text: str) -> str:

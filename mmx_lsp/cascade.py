@@ -6,9 +6,13 @@ follow, so the eval measures what the server does:
 - A routed tier that is not set up hands the request to the other tier when that one is
   (a *fallback*); when neither is, no model is called (*preview*).
 - A routed tier that fails (an error after its retries) hands the request to the other tier
-  once, if it is set up and the request has not already fallen back.
+  once, if it is set up, the request has not already fallen back, and the time left (a
+  `TimeBudget`) is enough for that tier. A slow tier is not a down tier: a call that ran out
+  of time leaves little for another, and says "timed out", not "down"; the status says what
+  happened to each tier, the fallback's failure included.
 - A cheap answer that fails verification is sent to premium once (an *escalation*) when the
-  `Escalation` decision says so; a premium call that fails keeps the cheap answer.
+  `Escalation` decision says so and the time left allows; a premium call that fails keeps
+  the cheap answer.
 - An answer that fails verification is not applied: an edit is dropped (with an error), ghost
   text is still shown when it is not blank (the user sees it and may ignore it).
 - Every call that got a reply is billed (`Step.billed`), including answers the cascade
@@ -24,12 +28,13 @@ expected saving (from a router's `p_cheap_ok`) is another `Escalation`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
-from mmx_lsp.errors import ProviderError
+from mmx_lsp.errors import ProviderError, ProviderTimeout, TierSkipped
 from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, other_tier
 from mmx_lsp.pricing import Usage
 from mmx_lsp.router import Router, escalation_pays
@@ -65,6 +70,7 @@ class Step:
     reason: str = ""
     error: str | None = None
     escalation: bool = False  # the call that took a failed cheap answer to premium
+    timed_out: bool = False  # the error is the deadline passing (a slow tier, not a down one)
 
     @property
     def billed(self) -> bool:
@@ -142,6 +148,53 @@ class ExpectedSaving:
 
 
 Attempt = Callable[[Tier], Awaitable[Reply]]  # raises ProviderError when the call fails
+
+# Without a measured latency, another call is worth making only with this share of the
+# request's deadline left.
+MIN_SHARE_LEFT = 0.4
+
+
+@dataclass
+class TimeBudget:
+    """The time a request has for all its calls (the deadline of its kind), and how long a
+    tier usually takes to answer it (`expected_s`, None when unknown)."""
+
+    deadline_s: float
+    expected_s: Callable[[Tier], float | None] = lambda tier: None
+    clock: Callable[[], float] = time.monotonic
+    started: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    def left(self) -> float:
+        """Seconds left of the deadline (the next call's own deadline)."""
+        return max(0.0, self.deadline_s - (self.clock() - self.started))
+
+    def allows(self, tier: Tier) -> bool:
+        """Whether `tier` can answer in the time left: its usual time, or a fair share of
+        the deadline when it has none yet."""
+        expected = self.expected_s(tier)
+        needed = MIN_SHARE_LEFT * self.deadline_s if expected is None else expected
+        return self.left() >= needed
+
+
+@dataclass
+class Latencies:
+    """How long each tier took to answer each kind of request (a moving average of the
+    calls that answered), for `TimeBudget.expected_s`."""
+
+    weight: float = 0.3
+    seconds: dict[tuple[Tier, str], float] = field(default_factory=dict)
+
+    def add(self, tier: Tier, key: str, seconds: float) -> None:
+        old = self.seconds.get((tier, key))
+        self.seconds[(tier, key)] = seconds if old is None else old + self.weight * (seconds - old)
+
+    def expected(self, tier: Tier, key: str) -> float | None:
+        return self.seconds.get((tier, key))
+
+
 Verifier = Callable[[str], Verdict]
 Configured = Callable[[Tier], "str | None"]  # None when the tier can be called, else why not
 
@@ -206,8 +259,10 @@ async def run(
     attempt: Attempt,
     verify: Verifier,
     escalation: Escalation,
+    budget: TimeBudget | None = None,
 ) -> Flight:
-    """Answer one request by the cascade's rules, filling in `flight` as calls finish."""
+    """Answer one request by the cascade's rules, filling in `flight` as calls finish.
+    `budget` (None: no limit) decides whether a second call has time to answer."""
     tier = flight.routed
     problem = configured(tier)
     if problem is not None:
@@ -221,12 +276,23 @@ async def run(
         other = other_tier(tier)
         if flight.fallback is not None or configured(other) is not None:
             return _failed(flight, step)
-        flight.fallback = f"{tier} tier down; answered by {other}"
+        what = "timed out" if step.timed_out else "down"
+        if budget is not None and not budget.allows(other):
+            failed = _failed(flight, step)
+            failed.error = f"{step.error}; too little time left to ask the {other} tier"
+            return failed
         tier = other
         step = await _call(flight, tier, attempt, verify)
         if step.error is not None:
+            flight.fallback = f"{other_tier(tier)} tier {what}; the {tier} tier failed too"
             return _failed(flight, step)
-    if tier == "cheap" and escalation.escalate(kind, step) and configured("premium") is None:
+        flight.fallback = f"{other_tier(tier)} tier {what}; answered by {tier}"
+    if (
+        tier == "cheap"
+        and escalation.escalate(kind, step)
+        and configured("premium") is None
+        and (budget is None or budget.allows("premium"))
+    ):
         premium = await _call(flight, "premium", attempt, verify, escalation=True)
         if premium.error is None:
             step, tier, flight.escalated = premium, "premium", True
@@ -248,7 +314,8 @@ async def _call(
     try:
         reply = await attempt(tier)
     except ProviderError as exc:
-        step = Step(tier, None, error=str(exc), escalation=escalation)
+        slow = isinstance(exc, ProviderTimeout) and not isinstance(exc, TierSkipped)
+        step = Step(tier, None, error=str(exc), escalation=escalation, timed_out=slow)
     else:
         verdict = verify(reply.text)
         step = Step(tier, reply, verdict.ok, verdict.reason, escalation=escalation)

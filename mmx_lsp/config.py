@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -98,6 +98,53 @@ class TierConfig(_Section):
     cached_input_usd_per_mtok: Decimal | None = Field(default=None, ge=0)
     output_usd_per_mtok: Decimal | None = Field(default=None, ge=0)
     max_output_tokens: int = Field(default=512, gt=0, le=65536)
+    max_context_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        description="Cap on the context of this tier's prompts (limits.<kind>.context_tokens "
+        "applies first); lower it for a model on a CPU, where every prompt token costs time.",
+    )
+
+
+# What `limits` is keyed by: the hole an inline completion fills (an expression or a line is
+# a "line"), or the kind of a code action.
+LimitKey = Literal["line", "block", "body", "refactor", "fix", "docstring", "explain"]
+LIMIT_KEYS: tuple[LimitKey, ...] = get_args(LimitKey)
+
+
+class KindLimits(_Section):
+    """How big one kind of request is: its context, its answer, its deadline, its stops."""
+
+    context_tokens: int = Field(default=2000, gt=0, le=200_000)
+    max_output_tokens: int = Field(default=1024, gt=0, le=65536)
+    deadline_s: float = Field(default=60.0, gt=0, le=600)
+    stop: list[str] = Field(default_factory=list, max_length=4)
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, value: list[str]) -> list[str]:
+        if any(not item for item in value):
+            raise ValueError("a stop sequence cannot be empty")
+        return value
+
+
+def _default_limits() -> dict[LimitKey, KindLimits]:
+    # Sized for a small model on two CPU cores (where 1,000 prompt tokens take seconds) that
+    # still serve a hosted one: a line needs the lines around it, a body its definition and
+    # neighbours; ghost text later than a few seconds is useless, an edit is worth a wait.
+    return {
+        "line": KindLimits(context_tokens=384, max_output_tokens=48, deadline_s=4.0, stop=["\n"]),
+        "block": KindLimits(
+            context_tokens=768, max_output_tokens=160, deadline_s=6.0, stop=["\n\n\n"]
+        ),
+        "body": KindLimits(
+            context_tokens=1024, max_output_tokens=320, deadline_s=10.0, stop=["\n\n\n"]
+        ),
+        "refactor": KindLimits(context_tokens=2000, max_output_tokens=2048, deadline_s=60.0),
+        "fix": KindLimits(context_tokens=2000, max_output_tokens=2048, deadline_s=60.0),
+        "docstring": KindLimits(context_tokens=2000, max_output_tokens=2048, deadline_s=60.0),
+        "explain": KindLimits(context_tokens=2000, max_output_tokens=1024, deadline_s=45.0),
+    }
 
 
 class RuleWhen(_Section):
@@ -198,6 +245,7 @@ class Settings(_Section):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    limits: dict[LimitKey, KindLimits] = Field(default_factory=_default_limits)
     _roots: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("version")
@@ -222,6 +270,10 @@ class Settings(_Section):
                     f"tiers.{name}.provider names {tier.provider!r}, which is not configured "
                     f"(providers: {known})"
                 )
+        defaults = _default_limits()
+        for key in LIMIT_KEYS:
+            if key not in self.limits:
+                self.limits[key] = defaults[key]
         return self
 
     @property

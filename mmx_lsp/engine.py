@@ -7,9 +7,11 @@ import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 
+from mmx_lsp import calls
 from mmx_lsp.config import Settings
 from mmx_lsp.documents import Document
 from mmx_lsp.kinds import Kind, Tier
+from mmx_lsp.pricing import Usage
 from mmx_lsp.router import Router
 from mmx_lsp.routing import Decision, route
 from mmx_lsp.scoring import Features, Request, for_kind, measure, score
@@ -71,15 +73,36 @@ def decide(
     request_id: str | None = None,
     router: Router | None = None,
 ) -> Decision:
+    features = measured(doc, request)
     return decide_features(
         settings,
         doc,
-        measured(doc, request),
+        features,
         override=override,
         spent_today=spent_today,
         request_id=request_id,
         router=router,
+        usage=prompt_usage(settings, doc, request, features),
     )
+
+
+def prompt_usage(
+    settings: Settings, doc: Document, request: Request, features: Features
+) -> dict[str, Usage]:
+    """The tokens each tier would be sent for this request (its prompt, counted) and the
+    answer's estimated size: what a pre-call estimate prices. Remembered until the document
+    changes."""
+    key = ("prompt usage", request, features.kind)
+    found = doc.memo.get(key)
+    if isinstance(found, tuple) and found[0] is settings:
+        return dict(found[1])
+    shape = calls.request_shape(settings, features.kind, features.hole)
+    snap = calls.take_snapshot(doc, request.start, request.end, context_tokens=shape.context_tokens)
+    usage = calls.prompt_usage(
+        settings, features.kind, snap, features.estimated_output_tokens, shape
+    )
+    remember(doc, key, (settings, usage))
+    return usage
 
 
 def decide_kinds(
@@ -94,17 +117,19 @@ def decide_kinds(
 ) -> dict[Kind, Decision]:
     """Decisions for several kinds of request over the same place, measured once."""
     features = measured(doc, request)
-    return {
-        kind: decide_features(
+    decisions: dict[Kind, Decision] = {}
+    for kind in kinds:
+        measured_kind = for_kind(features, kind)
+        decisions[kind] = decide_features(
             settings,
             doc,
-            for_kind(features, kind),
+            measured_kind,
             override=override,
             spent_today=spent_today,
             router=router,
+            usage=prompt_usage(settings, doc, request, measured_kind),
         )
-        for kind in kinds
-    }
+    return decisions
 
 
 def decide_features(
@@ -116,6 +141,7 @@ def decide_features(
     spent_today: Decimal = Decimal(0),
     request_id: str | None = None,
     router: Router | None = None,
+    usage: dict[str, Usage] | None = None,
 ) -> Decision:
     value, contributions = score(features)
     return route(
@@ -128,4 +154,5 @@ def decide_features(
         override=override,
         spent_today=spent_today,
         router=router,
+        usage=usage,
     )

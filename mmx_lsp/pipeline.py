@@ -96,6 +96,7 @@ class Pipeline:
         self._flights = SingleFlight()
         self._calls: dict[str, cascade.Flight] = {}
         self._suggestions = Suggestions()
+        self._latencies = cascade.Latencies()
         self._settings: Settings | None = None
         self._providers: Providers | None = None
         self._cache: Cache | None = None
@@ -175,17 +176,18 @@ class Pipeline:
         # document changes); the excerpt is taken now unless the cache answers, and the
         # prompt is only built when the model has to be called.
         snap: Snapshot | None = None
+        shape = calls.request_shape(settings, kind, decision.features.get("hole"))
         memo = ("cache key", kind, decision.tier, place.span, tuple(diagnostics))
         remembered = doc.memo.get(memo)
         if isinstance(remembered, tuple) and remembered[0] is settings:
             key = remembered[1]
         else:
-            snap = _snapshot(doc, place)
-            key = answer_cache.key(settings, decision.tier, kind, snap, diagnostics)
+            snap = _snapshot(doc, place, shape)
+            key = answer_cache.key(settings, decision.tier, kind, snap, diagnostics, shape)
             remember(doc, memo, (settings, key))
         hit = answer_cache.lookup(cache, key)
         if hit is None and snap is None:
-            snap = _snapshot(doc, place)
+            snap = _snapshot(doc, place, shape)
         flight: cascade.Flight | None = None
         joined = False
         queue_ms: float | None = None
@@ -219,7 +221,7 @@ class Pipeline:
                 async def fly() -> None:
                     try:
                         await self._answer(
-                            shared, settings, decision, request_snap, diagnostics, progress
+                            shared, settings, decision, shape, request_snap, diagnostics, progress
                         )
                     finally:
                         # When the call really ends (answered, failed or cancelled).
@@ -287,13 +289,15 @@ class Pipeline:
         start: types.Position,
         end: types.Position | None,
         tier: Tier,
+        hole: object = None,
     ) -> bool:
-        """Whether the cache holds an answer for this request on `tier` now (no model call)."""
+        """Whether the cache holds an answer for this request (filling `hole`, as its
+        decision measured) on `tier` now (no model call)."""
         settings, _providers, cache = self._refresh()
-        snap = _snapshot(doc, _place(doc, start, end))
-        return (
-            answer_cache.lookup(cache, answer_cache.key(settings, tier, kind, snap, ())) is not None
-        )
+        shape = calls.request_shape(settings, kind, hole)
+        snap = _snapshot(doc, _place(doc, start, end), shape)
+        found = answer_cache.lookup(cache, answer_cache.key(settings, tier, kind, snap, (), shape))
+        return found is not None
 
     @staticmethod
     def _from_cache(status: Status, hit: answer_cache.Entry) -> str:
@@ -341,6 +345,7 @@ class Pipeline:
         flight: cascade.Flight,
         settings: Settings,
         decision: Decision,
+        shape: calls.Shape,
         snap: Snapshot,
         diagnostics: Sequence[str],
         progress: Progress | None,
@@ -350,8 +355,16 @@ class Pipeline:
         providers = self._providers
         kind = decision.kind
 
+        budget = cascade.TimeBudget(
+            shape.deadline_s, expected_s=lambda tier: self._latencies.expected(tier, shape.key)
+        )
+
         async def attempt(tier: Tier) -> cascade.Reply:
-            return await self._attempt(settings, tier, kind, snap, diagnostics, progress)
+            reply = await self._attempt(
+                settings, tier, kind, shape, snap, diagnostics, progress, budget.left()
+            )
+            self._latencies.add(tier, shape.key, reply.latency_ms / 1000)
+            return reply
 
         def verify(text: str) -> Any:
             return calls.verify_answer(snap, kind, text)
@@ -363,6 +376,7 @@ class Pipeline:
             attempt=attempt,
             verify=verify,
             escalation=cascade.ExpectedSaving.of(settings, decision, self._router()),
+            budget=budget,
         )
         self.reporter.cascade(flight)
 
@@ -371,15 +385,17 @@ class Pipeline:
         settings: Settings,
         tier: Tier,
         kind: Kind,
+        shape: calls.Shape,
         snap: Snapshot,
         diagnostics: Sequence[str],
         progress: Progress | None,
+        deadline_s: float,
     ) -> cascade.Reply:
         """One model call: send, price, charge, clean up (the cascade verifies)."""
         assert self._providers is not None
         tier_config = settings.tiers[tier]
-        prompt = calls.build_prompt(kind, snap, tier_config, diagnostics)
-        request = calls.model_request(tier, tier_config, kind, prompt)
+        prompt = calls.build_prompt(kind, snap, tier_config, diagnostics, shape)
+        request = calls.model_request(tier, tier_config, kind, prompt, shape, snap)
         on_text = None
         if progress is not None:
             model = tier_config.model
@@ -387,9 +403,7 @@ class Pipeline:
             def on_text(so_far: str) -> None:
                 progress.report(f"{model}: {len(so_far)} characters received")
 
-        reply = await self._providers.complete(
-            request, deadline_s=calls.deadline_s(kind), on_text=on_text
-        )
+        reply = await self._providers.complete(request, deadline_s=deadline_s, on_text=on_text)
         cost = reply_cost(reply, price_for(tier_config))
         self.spend.charge(cost)
         self.reporter.budget(
@@ -543,7 +557,7 @@ class Pipeline:
         settings = self._settings
         if not template and settings is not None and is_tier(status.tier):
             api = calls.request_api(settings.tiers[status.tier], status.kind)
-            template = prompts.TEMPLATE_VERSIONS[calls.template(api, status.kind)[0]]
+            template = prompts.TEMPLATE_VERSIONS[calls.template(api, status.kind)]
         return {"model_version": version, "template_version": template}
 
     def verdict(self, request_id: str, value: str) -> bool:
@@ -565,9 +579,10 @@ def _place(doc: Document, start: types.Position, end: types.Position | None) -> 
     return Place.of(doc, (start.line, start.character), stop)
 
 
-def _snapshot(doc: Document, place: Place) -> Snapshot:
+def _snapshot(doc: Document, place: Place, shape: calls.Shape) -> Snapshot:
     r0, i0, r1, i1 = place.span
-    return take_snapshot(doc, (r0, i0), None if place.inline else (r1, i1))
+    stop = None if place.inline else (r1, i1)
+    return take_snapshot(doc, (r0, i0), stop, context_tokens=shape.context_tokens)
 
 
 def _attempts(flight: cascade.Flight) -> list[Attempt]:

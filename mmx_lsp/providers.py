@@ -66,6 +66,9 @@ class ModelRequest:
     max_tokens: int
     stop: list[str] | None = None
     temperature: float = 0.0
+    # Where the answer ends, found in the text streamed so far (None: not yet): the stream
+    # is closed there, which stops the model, and the text after it is dropped.
+    cut: Callable[[str], int | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,10 @@ class ModelReply:
     """The answer of one `Providers.complete` call.
 
     `latency_ms` is the wall time of the whole call, retries included; `attempts` counts the
-    HTTP requests made. `usage_estimated` is True when the endpoint reported no usage and the
-    token counts were estimated from the text (about four characters a token).
+    HTTP requests made. `usage_source` says where the token counts come from: "provider"
+    (the endpoint's usage), "tokenizer" (the endpoint reported none, and its model's own
+    tokenizer counted what was sent and received: llama.cpp's `/tokenize`) or "estimate"
+    (neither: `tokens.estimate_tokens`); `usage_estimated` is True for the last.
     """
 
     text: str
@@ -84,6 +89,14 @@ class ModelReply:
     latency_ms: float
     attempts: int
     usage_estimated: bool = False
+    usage_source: str = "provider"
+
+
+# Where an OpenAI-compatible server that reports no usage may count tokens with its model's
+# tokenizer, relative to the server's root (the base URL without /v1): llama-cpp-python's
+# server, then llama.cpp's own. Each answers {"count": n} or {"tokens": [...]}.
+TOKENIZE_PATHS = (("extras/tokenize/count", "input"), ("tokenize", "content"))
+TOKENIZE_TIMEOUT_S = 2.0
 
 
 def reply_cost(reply: ModelReply, price: Price | None) -> Decimal:
@@ -247,6 +260,8 @@ class Providers:
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
         self._clients: dict[str, openai.AsyncOpenAI] = {}
+        # Per provider: the tokenize endpoint that answered, or None when none did.
+        self._tokenizers: dict[str, tuple[str, str] | None] = {}
         # None: every call goes through (the eval measures each model on every task).
         self._new_breaker = breaker or (lambda tier: Breaker(tier, failures_to_open=1 << 62))
         self.breakers: dict[str, Breaker] = {}
@@ -396,14 +411,18 @@ class Providers:
                 async with asyncio.timeout(remaining):
                     reply = await self._attempt(target, request, remaining, on_text)
             except TimeoutError:
-                breaker.failed()
+                breaker.timed_out()
                 raise ProviderTimeout(
                     f"{target.where}: no complete answer within {deadline_s:g} s"
                 ) from None
             except ProviderError as exc:
                 delay = self._delay(exc, attempts)
                 retries_left = attempts <= target.provider_config.max_retries
-                if isinstance(exc, _OUTAGES) and breaker.failed():
+                if isinstance(exc, ProviderTimeout):
+                    opened = breaker.timed_out()  # slow, not down (unless it keeps on)
+                else:
+                    opened = isinstance(exc, _OUTAGES) and breaker.failed()
+                if opened:
                     # The tier keeps failing: no more retries, the caller falls back now.
                     raise _clean(exc, secrets, f"; {breaker.skip_reason()}") from None
                 if not exc.retryable or not retries_left:
@@ -423,6 +442,7 @@ class Providers:
                 latency_ms=(loop.time() - started) * 1000,
                 attempts=attempts,
                 usage_estimated=reply.usage_estimated,
+                usage_source=reply.usage_source,
             )
 
     def _delay(self, exc: ProviderError, attempt: int) -> float:
@@ -531,6 +551,8 @@ class Providers:
         usage: Any = None
         chunks = 0
         finished = False
+        cut_at: int | None = None  # characters received when the answer was cut
+        cut_text = ""
         async for chunk in stream:
             chunks += 1
             reported_model = getattr(chunk, "model", None) or reported_model
@@ -545,8 +567,15 @@ class Providers:
                     finished = True
                 if isinstance(piece, str) and piece:
                     parts.append(piece)
+                    if request.cut is not None:
+                        at = request.cut("".join(parts))
+                        if at is not None:
+                            cut_text = "".join(parts)
+                            parts, cut_at, finished = [cut_text[:at]], len(cut_text), True
                     if on_text is not None:
                         on_text("".join(parts))
+            if cut_at is not None:
+                break
         if chunks == 0:
             raise BadResponse(
                 f"{target.where}: the endpoint sent no completion events; check that "
@@ -555,6 +584,8 @@ class Providers:
         if not finished and usage is None:
             raise ProviderUnavailable(f"{target.where}: the stream ended before the answer did")
         text = "".join(parts)
+        received = text
+        received_all = text if cut_at is None else cut_text
         header_cost = _decimal(stream.response.headers.get(LITELLM_COST_HEADER))
         if usage is not None:
             details = getattr(usage, "prompt_tokens_details", None)
@@ -565,14 +596,23 @@ class Providers:
                 cached_input_tokens=int(cached or 0),
             )
             usage_cost = _decimal(getattr(usage, "cost", None))
-            estimated = False
+            source = "provider"
         else:
-            prompt_text = "\n".join(m.get("content", "") for m in request.messages or [])
-            prompt_text += (request.prompt or "") + (request.suffix or "")
-            tokens = Usage(estimate_tokens(prompt_text), estimate_tokens(text))
+            # What was sent and what the model wrote (all of it, past a cut).
+            sent = [m.get("content", "") for m in request.messages or []]
+            sent += [request.prompt or "", request.suffix or ""]
+            written = received if cut_at is None else received_all
+            counted = await self._count_tokens(target, ["".join(sent), written])
             usage_cost = None
-            estimated = True
-            log.debug("%s reported no usage; tokens estimated", target.where)
+            if counted is not None:
+                # Each chat message adds a few template tokens around its content.
+                framing = 4 * len(request.messages or [])
+                tokens = Usage(counted[0] + framing, counted[1])
+                source = "tokenizer"
+            else:
+                tokens = Usage(estimate_tokens("\n".join(sent)), estimate_tokens(written))
+                source = "estimate"
+                log.debug("%s reported no usage; tokens estimated", target.where)
         return ModelReply(
             text=text,
             model=reported_model or target.tier_config.model,
@@ -580,8 +620,41 @@ class Providers:
             reported_cost_usd=usage_cost if usage_cost is not None else header_cost,
             latency_ms=0.0,
             attempts=1,
-            usage_estimated=estimated,
+            usage_estimated=source == "estimate",
+            usage_source=source,
         )
+
+    async def _count_tokens(self, target: _Target, texts: list[str]) -> list[int] | None:
+        """Token counts of `texts` by the endpoint's own tokenizer, when it has a tokenize
+        endpoint (llama.cpp's servers); None when it has none (remembered per provider)."""
+        known = self._tokenizers.get(target.provider, ())
+        if known is None:
+            return None
+        root = target.provider_config.base_url.rstrip("/").removesuffix("/v1")
+        candidates = [known] if known else list(TOKENIZE_PATHS)
+        client = self._client(target)
+        for path, field_name in candidates:
+            counts: list[int] = []
+            try:
+                for text in texts:
+                    body: Any = await client.post(
+                        f"{root}/{path}",
+                        cast_to=object,
+                        body={field_name: text, "model": target.tier_config.model},
+                        options={"timeout": TOKENIZE_TIMEOUT_S, "max_retries": 0},
+                    )
+                    count = body.get("count") if isinstance(body, dict) else None
+                    if count is None and isinstance(body, dict):
+                        count = len(body.get("tokens") or [])
+                    if not isinstance(count, int):
+                        raise ValueError("no count")
+                    counts.append(count)
+            except (openai.APIError, ValueError, TypeError, json.JSONDecodeError):
+                continue
+            self._tokenizers[target.provider] = (path, field_name)
+            return counts
+        self._tokenizers[target.provider] = None
+        return None
 
 
 def _clean(exc: ProviderError, secrets: Iterable[str], extra: str = "") -> ProviderError:

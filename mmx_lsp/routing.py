@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -86,6 +86,9 @@ class Decision:
     p_cheap_ok: float | None = None
     router: str = WEIGHTS_ROUTER
     expected_usd: dict[str, Decimal] | None = None
+    # The tokens each tier would be sent and write, counted from the prompt it would be
+    # sent (`calls.prompt_usage`); empty when the decision was priced from features alone.
+    estimate_usage: dict[str, Usage] = field(default_factory=dict)
 
     def estimated_record(self, tier: str) -> dict[str, Any]:
         """What a request that called no model (preview mode) is recorded as having used:
@@ -93,11 +96,17 @@ class Decision:
         that the metrics of a replayed session show its spend and savings for what they are."""
         cost = self.estimate_usd.get(tier, Decimal(0))
         premium = self.estimate_usd.get("premium")
+        usage = self.estimate_usage.get(tier)
+        if usage is None:
+            usage = Usage(
+                int(self.features.get("estimated_input_tokens", 0)),
+                int(self.features.get("estimated_output_tokens", 0)),
+            )
         return {
             "cost_usd": cost,
             "saved_usd": None if premium is None else premium - cost,
-            "input_tokens": int(self.features.get("estimated_input_tokens", 0)),
-            "output_tokens": int(self.features.get("estimated_output_tokens", 0)),
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
             "usage_estimated": True,
         }
 
@@ -115,6 +124,9 @@ class Decision:
             "rule": self.rule,
             "override": self.override,
             "estimate_usd": {k: float(v) for k, v in self.estimate_usd.items()},
+            "estimate_tokens": {
+                k: [u.input_tokens, u.output_tokens] for k, u in self.estimate_usage.items()
+            },
             "cached": self.cached,
             "cache_only": self.cache_only,
             "p_cheap_ok": self.p_cheap_ok,
@@ -140,9 +152,16 @@ def threshold(settings: Settings, spent_today: Decimal) -> float:
     return round(base + (1.0 - base) * eased, 4)
 
 
-def estimate(settings: Settings, features: Features) -> dict[str, Decimal]:
-    usage = Usage(features.estimated_input_tokens, features.estimated_output_tokens)
-    return {name: cost_usd(usage, price_for(tier)) for name, tier in sorted(settings.tiers.items())}
+def estimate(
+    settings: Settings, features: Features, usage: Mapping[str, Usage] | None = None
+) -> dict[str, Decimal]:
+    """The cost of the request on each tier: of `usage` (the tokens of the prompt each tier
+    would be sent, `calls.prompt_usage`) when given, else of the features' estimate."""
+    default = Usage(features.estimated_input_tokens, features.estimated_output_tokens)
+    return {
+        name: cost_usd((usage or {}).get(name, default), price_for(tier))
+        for name, tier in sorted(settings.tiers.items())
+    }
 
 
 def rule_matches(
@@ -213,15 +232,17 @@ def route(
     override: tuple[Tier, str] | None = None,
     spent_today: Decimal = Decimal(0),
     router: Router | None = None,
+    usage: Mapping[str, Usage] | None = None,
 ) -> Decision:
     """Choose the tier: an override, else the first matching rule, else the learned router's
-    expected costs (completions, with `routing.router = "learned"`), else the threshold."""
+    expected costs (completions, with `routing.router = "learned"`), else the threshold.
+    `usage`: the tokens each tier would be sent and write (see `estimate`)."""
     what = describe(features)
     limit = threshold(settings, spent_today)
     rule_json: dict[str, Any] | None = None
     override_text: str | None = None
     tier: Tier
-    estimates = estimate(settings, features)
+    estimates = estimate(settings, features, usage)
     learned = (
         router is not None
         and settings.routing.router == "learned"
@@ -301,6 +322,7 @@ def route(
         p_cheap_ok=p_cheap_ok,
         router=router.version if learned and router is not None else WEIGHTS_ROUTER,
         expected_usd=expected,
+        estimate_usage=dict(usage or {}),
     )
 
 

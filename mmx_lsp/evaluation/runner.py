@@ -17,7 +17,7 @@ from mmx_lsp.errors import ProviderError
 from mmx_lsp.evaluation.checks import check
 from mmx_lsp.evaluation.models import Contender
 from mmx_lsp.evaluation.tasks import Task, log
-from mmx_lsp.kinds import Tier
+from mmx_lsp.kinds import INLINE_KINDS, Tier
 from mmx_lsp.pricing import Usage
 from mmx_lsp.providers import Providers, reply_cost
 from mmx_lsp.router_file import RouterSource
@@ -82,10 +82,18 @@ class ProgressSink(Protocol):
     def finished(self, label: str, task: str) -> None: ...
 
 
-def snapshot(task: Task, doc: Document) -> Snapshot:
+def shape(settings: Settings, task: Task, doc: Document) -> calls.Shape:
+    """The limits the server would give this request (by its kind and the hole it fills)."""
+    hole = engine.measured(doc, task.request()).hole if task.kind in INLINE_KINDS else None
+    return calls.request_shape(settings, task.kind, hole)
+
+
+def snapshot(task: Task, doc: Document, request_shape: calls.Shape | None = None) -> Snapshot:
     """The excerpt the server would send for this request."""
     start = task.position(task.start)
-    return take_snapshot(doc, start, None if task.cursor else task.position(task.end))
+    budget = None if request_shape is None else request_shape.context_tokens
+    end = None if task.cursor else task.position(task.end)
+    return take_snapshot(doc, start, end, context_tokens=budget)
 
 
 def clean_answer(task: Task, snap: Snapshot, text: str) -> str:
@@ -96,12 +104,14 @@ def clean_answer(task: Task, snap: Snapshot, text: str) -> str:
 async def answer(providers: Providers, contender: Contender, task: Task) -> Outcome:
     """One model call for one task, as Pipeline._attempt makes it, then the task's check."""
     tier_config = contender.settings.tiers[contender.tier]
-    snap = snapshot(task, task.document())
-    prompt = calls.build_prompt(task.kind, snap, tier_config, task.diagnostics)
-    request = calls.model_request(contender.tier, tier_config, task.kind, prompt)
+    doc = task.document()
+    limits = shape(contender.settings, task, doc)
+    snap = snapshot(task, doc, limits)
+    prompt = calls.build_prompt(task.kind, snap, tier_config, task.diagnostics, limits)
+    request = calls.model_request(contender.tier, tier_config, task.kind, prompt, limits, snap)
     started = time.perf_counter()
     try:
-        reply = await providers.complete(request, deadline_s=calls.deadline_s(task.kind))
+        reply = await providers.complete(request, deadline_s=limits.deadline_s)
     except ProviderError as exc:
         return Outcome(
             task=task.name,
@@ -189,8 +199,9 @@ class _Runner:
     async def auto(self, task: Task) -> Outcome:
         """What the server would have answered: routing, then the server's own cascade
         (`cascade.run`) over the tiers' results (each tier is called once per task)."""
-        decision = engine.decide(self.settings, task.document(), task.request(), router=self.router)
-        snap = snapshot(task, task.document())
+        doc = task.document()
+        decision = engine.decide(self.settings, doc, task.request(), router=self.router)
+        snap = snapshot(task, doc, shape(self.settings, task, doc))
         providers = Providers(self.settings, breaker=None)
 
         async def attempt(tier: Tier) -> cascade.Reply:

@@ -91,7 +91,8 @@ def register(server: MmxServer) -> None:
         decided = shared.decide(ls, doc, kind, start, end)
         decision = decided.to_json()
         if not shared.excluded(ls, doc) and is_tier(decided.tier):
-            decision["cached"] = ls.pipeline.in_cache(kind, doc, start, end, decided.tier)
+            hole = decided.features.get("hole")
+            decision["cached"] = ls.pipeline.in_cache(kind, doc, start, end, decided.tier, hole)
         return decision
 
     @server.command("mmx.stats")

@@ -133,3 +133,14 @@ async def test_without_a_breaker_every_call_goes_through() -> None:
             assert len(stub.requests) == 5
         finally:
             await providers.aclose()
+
+
+def test_a_slow_tier_is_not_a_down_tier_until_its_timeouts_repeat() -> None:
+    breaker = Breaker("cheap", clock=Clock())
+    for _ in range(5):
+        assert not breaker.timed_out()
+    assert breaker.state == "closed" and breaker.skip_reason() is None
+    breaker.succeeded()  # an answer in between starts the count again
+    for _ in range(5):
+        assert not breaker.timed_out()
+    assert breaker.timed_out() and breaker.state == "open"

@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 
 from mmx_lsp import cascade
-from mmx_lsp.cascade import Flight, OnFailedCheck, Reply, Step
-from mmx_lsp.errors import ProviderUnavailable
+from mmx_lsp.cascade import Flight, OnFailedCheck, Reply, Step, TimeBudget
+from mmx_lsp.errors import ProviderTimeout, ProviderUnavailable
 from mmx_lsp.kinds import Kind, Tier
 from mmx_lsp.pricing import Usage
 from mmx_lsp.verify import Verdict
@@ -244,3 +244,81 @@ def test_a_flagged_answer_is_likelier_to_fail_when_the_cheap_tier_was_unlikely_t
     router = saving().router
     assert router is not None
     assert router.p_fails_if_flagged(0.2) > router.p_fails_if_flagged(0.8) > 0.5
+
+
+class Slow(Tiers):
+    """Tiers on a fake clock: a tier in `slow` runs out of time after `takes` seconds."""
+
+    def __init__(self, answers: dict[Tier, str], slow: frozenset[Tier], takes: float) -> None:
+        super().__init__(answers)
+        self.slow, self.takes, self.now = slow, takes, 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def attempt(self, tier: Tier) -> Reply:
+        self.called.append(tier)
+        if tier in self.slow:
+            self.now += self.takes
+            raise ProviderTimeout(f"{tier} tier: no complete answer within 4 s")
+        self.now += 0.5
+        return Reply(self.answers[tier], f"{tier}-model", CHEAP, Usage(100, 10))
+
+
+async def run_timed(tiers: Slow, kind: Kind = "inline", deadline_s: float = 4.0) -> Flight:
+    return await cascade.run(
+        Flight("cheap"),
+        kind,
+        configured=tiers.configured,
+        attempt=tiers.attempt,
+        verify=good_if_not_bad,
+        escalation=OnFailedCheck(),
+        budget=TimeBudget(deadline_s, clock=tiers.clock),
+    )
+
+
+async def test_a_timeout_that_used_the_deadline_is_not_answered_by_premium() -> None:
+    tiers = Slow({"cheap": "", "premium": "good"}, frozenset({"cheap"}), takes=4.0)
+    flight = await run_timed(tiers)
+    assert tiers.called == ["cheap"] and flight.fallback is None
+    assert flight.error is not None and "too little time left to ask the premium" in flight.error
+    assert flight.cost_usd == 0 and flight.text == ""
+
+
+async def test_a_slow_tier_is_named_slow_not_down_when_time_allows_the_other() -> None:
+    tiers = Slow({"cheap": "", "premium": "good"}, frozenset({"cheap"}), takes=1.0)
+    flight = await run_timed(tiers)
+    assert tiers.called == ["cheap", "premium"]
+    assert flight.fallback == "cheap tier timed out; answered by premium"
+    assert (flight.tier, flight.text) == ("premium", "good")
+
+
+async def test_a_failed_fallback_is_reported_as_failed_not_as_answered() -> None:
+    both = Tiers({"cheap": "", "premium": ""}, down=frozenset({"cheap", "premium"}))
+    flight = await run(both, "cheap")
+    assert flight.fallback == "cheap tier down; the premium tier failed too"
+    assert "answered" not in (flight.fallback or "")
+
+
+async def test_an_escalation_is_made_only_when_premium_has_time_to_answer() -> None:
+    tiers = Slow({"cheap": "bad", "premium": "good"}, frozenset(), takes=0.0)
+    late = cascade.TimeBudget(4.0, expected_s=lambda tier: 3.9, clock=tiers.clock)
+    flight = await cascade.run(
+        Flight("cheap"),
+        "inline",
+        configured=tiers.configured,
+        attempt=tiers.attempt,
+        verify=good_if_not_bad,
+        escalation=OnFailedCheck(),
+        budget=late,
+    )
+    assert tiers.called == ["cheap"] and not flight.escalated and flight.text == "bad"
+
+
+def test_latencies_follow_each_tier_and_kind() -> None:
+    seen = cascade.Latencies()
+    assert seen.expected("cheap", "line") is None
+    seen.add("cheap", "line", 1.0)
+    seen.add("cheap", "line", 2.0)
+    assert seen.expected("cheap", "line") == pytest.approx(1.3)
+    assert seen.expected("premium", "line") is None

@@ -140,6 +140,8 @@ def _schema_keys() -> set[str]:
             if name in ("providers", "tiers"):
                 sub = config.ProviderConfig if name == "providers" else config.TierConfig
                 walk(sub, f"{path}.<name>.")
+            elif name == "limits":
+                walk(config.KindLimits, f"{path}.<kind>.")
             elif name == "rules":
                 walk(config.Rule, f"{path}[].")
             elif sub is not None and sub is not model:

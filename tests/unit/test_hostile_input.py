@@ -70,9 +70,9 @@ def test_a_huge_single_line_is_text_only_and_a_keystroke_stays_fast() -> None:
     prompt = calls.build_prompt("inline", snap, settings.tiers["cheap"])
     elapsed_ms = (time.perf_counter() - started) * 1000
     assert elapsed_ms < 250  # 50 ms on an idle machine; generous for a loaded CI runner
-    assert len(snap.text) <= 4 * calls.INLINE_CONTEXT_TOKENS * 4 + 1
+    assert len(snap.text) <= 4 * settings.limits["line"].context_tokens * 4 + 1
     sent = sum(len(m["content"]) for m in prompt.messages or []) / 4  # the stub's count
-    estimated = decision.features["estimated_input_tokens"]
+    estimated = decision.estimate_usage["cheap"].input_tokens
     assert sent / 2 <= estimated <= sent * 2
 
 
@@ -84,7 +84,7 @@ def test_a_refactor_in_a_minified_line_is_priced_from_what_is_sent() -> None:
     snap = calls.take_snapshot(doc, start, end)
     prompt = calls.build_prompt("refactor", snap, settings.tiers["premium"])
     sent = sum(estimate_tokens(m["content"]) for m in prompt.messages or [])
-    estimated = decision.features["estimated_input_tokens"]
+    estimated = decision.estimate_usage["premium"].input_tokens
     assert sent / 2 <= estimated <= sent * 2
     assert decision.estimate_usd["premium"] < 1  # not the dollars the whole line would cost
 
