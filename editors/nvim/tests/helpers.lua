@@ -163,6 +163,9 @@ function M.settings()
       premium = { provider = 'stub', model = 'stub-premium', input_usd_per_mtok = 5.0, output_usd_per_mtok = 20.0 },
     },
     cache = { backend = 'disk' },
+    -- The fixed weighted score: which tier a small completion gets is not what these
+    -- scenarios test, and the learned router weighs it against the stub's prices.
+    routing = { router = 'weights' },
   }
 end
 

@@ -1,6 +1,7 @@
 /** The extension's commands. Client commands are named apart from the server's
  * (`mmx.setTier`, `mmx.explain`, `mmx.stats`), which vscode-languageclient registers itself. */
 import * as vscode from "vscode";
+import { healthMarkdown } from "./core/health";
 import { decisionMarkdown, statsMarkdown, tierChoices } from "./core/markdown";
 import { apiKeyEnvNames, isEnvName } from "./core/settings";
 import { log } from "./log";
@@ -40,6 +41,15 @@ async function showStats(server: ServerManager): Promise<void> {
   const stats = await server.executeCommand("mmx.stats", {});
   if (stats === undefined) return;
   await showMarkdown("stats", "mmx: stats", statsMarkdown(stats));
+}
+
+async function checkEndpoints(server: ServerManager): Promise<void> {
+  const health = await vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Window, title: "mmx: checking the endpoints" },
+    () => server.checkEndpoints(true),
+  );
+  if (health === undefined) return;
+  await showMarkdown("endpoints", "mmx: endpoints", healthMarkdown(health));
 }
 
 async function explainRouting(server: ServerManager): Promise<void> {
@@ -117,6 +127,7 @@ export function registerCommands(context: vscode.ExtensionContext, server: Serve
     vscode.commands.registerCommand("mmx.showStats", guard("show stats", () => showStats(server))),
     vscode.commands.registerCommand("mmx.explainRouting", guard("explain routing", () => explainRouting(server))),
     vscode.commands.registerCommand("mmx.restart", guard("restart", () => server.restart())),
+    vscode.commands.registerCommand("mmx.checkEndpoints", guard("check endpoints", () => checkEndpoints(server))),
     vscode.commands.registerCommand("mmx.showLog", () => log().show()),
     vscode.commands.registerCommand("mmx.setApiKey", guard("set API key", () => setApiKey(context, keys, server))),
   );

@@ -9,10 +9,14 @@ import {
   ExecuteCommandRequest,
   LanguageClient,
   LanguageClientOptions,
+  MessageType,
   ServerOptions,
+  ShowMessageNotification,
   State,
   TransportKind,
 } from "vscode-languageclient/node";
+import { Health, healthText, parseHealth } from "./core/health";
+import { QuietMessages } from "./core/quiet";
 import { RestartBudget, resolveServerCommand } from "./core/settings";
 import { parseStatus } from "./core/status";
 import { which } from "./core/which";
@@ -81,6 +85,8 @@ export class ServerManager implements vscode.Disposable {
   private restartTimer: NodeJS.Timeout | undefined;
   /** Starts and stops run one after another, so two restarts never leave two servers. */
   private queue: Promise<void> = Promise.resolve();
+  /** The server's messages: at most one per kind of failure per minute, never modal. */
+  private readonly quiet = new QuietMessages();
 
   constructor(
     private readonly context: vscode.ExtensionContext,
@@ -103,6 +109,30 @@ export class ServerManager implements vscode.Disposable {
     const client = this.runningClient();
     if (client === undefined) return undefined;
     return client.sendRequest(ExecuteCommandRequest.type, { command, arguments: [args] });
+  }
+
+  /**
+   * Asks the server to check each tier's endpoint (`mmx.health`); the status bar shows the
+   * result. `probeFim` also probes fill-in-the-middle (one completion of one token per
+   * completions tier); `quiet` runs without a message when the server is not running.
+   */
+  async checkEndpoints(probeFim: boolean, quiet = false): Promise<Health | undefined> {
+    const client = quiet ? this.client : this.runningClient();
+    if (client === undefined || client.state !== State.Running) return undefined;
+    const gen = this.generation;
+    const raw: unknown = await client.sendRequest(ExecuteCommandRequest.type, {
+      command: "mmx.health",
+      arguments: [{ probe_fim: probeFim }],
+    });
+    const health = parseHealth(raw);
+    if (health === undefined) {
+      log().warn(`mmx.health gave no answer the extension can read: ${JSON.stringify(raw)?.slice(0, 300)}`);
+      return undefined;
+    }
+    log().info(`Endpoints: ${healthText(health)}`);
+    for (const t of health.tiers) if (t.problem !== null) log().warn(`${t.tier} tier: ${t.problem}`);
+    if (gen === this.generation) this.statusBar.endpoints(health);
+    return health;
   }
 
   private serialized(step: () => Promise<void>): Promise<void> {
@@ -229,6 +259,16 @@ export class ServerManager implements vscode.Disposable {
         this.statusBar.malformed(parsed.error);
       }
     });
+    // Failures come as window/showMessage: into the log always, as a (non-modal) message at
+    // most once a minute per kind, so that a provider that keeps failing never floods typing.
+    client.onNotification(ShowMessageNotification.type, (m) => {
+      const level = m.type === MessageType.Error ? "error" : m.type === MessageType.Warning ? "warn" : "info";
+      log()[level](m.message);
+      if (!this.quiet.take(m.message)) return;
+      if (m.type === MessageType.Error) void vscode.window.showErrorMessage(m.message);
+      else if (m.type === MessageType.Warning) void vscode.window.showWarningMessage(m.message);
+      else void vscode.window.showInformationMessage(m.message);
+    });
     client.onNotification("mmx/explanation", (raw: unknown) => {
       const markdown = typeof raw === "object" && raw !== null ? (raw as { markdown?: unknown }).markdown : undefined;
       if (typeof markdown !== "string") {
@@ -238,7 +278,12 @@ export class ServerManager implements vscode.Disposable {
       void showMarkdown("explanation", "mmx: explanation", markdown);
     });
     client.onDidChangeState((e) => {
-      if (gen === this.generation && e.newState === State.Running) this.statusBar.ready();
+      if (gen !== this.generation || e.newState !== State.Running) return;
+      this.statusBar.ready();
+      // Whether each endpoint answers (no completion is asked for: that is the command's).
+      this.checkEndpoints(false, true).catch((err: unknown) =>
+        log().warn(`Checking the endpoints failed: ${err instanceof Error ? err.message : String(err)}`),
+      );
     });
     const started = client.start().catch((err: unknown) => {
       // A server that dies during startup also reaches `closed`, which counts the crash.

@@ -122,8 +122,8 @@ async function waitFor(what, predicate, timeoutMs = 30000, intervalMs = 200) {
   fail(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${last.message})` : ""}`);
 }
 
-function startStub(logFile) {
-  const stub = start(PYTHON, [STUB, "--port", "0", "--reply", STUB_REPLY], { detached: true });
+function startStub(logFile, extra = []) {
+  const stub = start(PYTHON, [STUB, "--port", "0", "--reply", STUB_REPLY, ...extra], { detached: true });
   stub.stderr.pipe(fs.createWriteStream(logFile));
   return new Promise((resolve, reject) => {
     let buf = "";
@@ -176,6 +176,9 @@ function mmxSettings(stubUrl, extra = {}) {
       premium: { provider: "stub", model: "stub-premium", input_usd_per_mtok: 5.0, output_usd_per_mtok: 20.0 },
     },
     "mmx.cache.backend": "disk",
+    // The fixed weighted score: which tier a small completion gets is not what these
+    // scenarios test, and the learned router weighs it against the stub's prices.
+    "mmx.routing.router": "weights",
     ...extra,
   };
 }
@@ -446,6 +449,139 @@ scenario("stats-and-explain", async (ui, env) => {
   await ui.screenshot("routing");
 });
 
+/** Settings with the stub provider at `url` (the other settings as in the profile). */
+function providerAt(env, url) {
+  return { "mmx.providers": { stub: { base_url: url, api_key_env: "MMX_STUB_KEY", max_retries: 0 } } };
+}
+
+async function noModalDialog(ui, when) {
+  if ((await ui.page.locator(".monaco-dialog-box").count()) > 0) fail(`a modal dialog is open ${when}`);
+}
+
+/** The texts of the notification toasts on screen, whitespace folded. */
+async function toastTexts(ui) {
+  return (await ui.page.locator(".notifications-toasts .notification-toast").allInnerTexts()).map((t) => t.replace(/\s+/g, " ").trim());
+}
+
+scenario("check-endpoints", async (ui, env) => {
+  await ui.runCommand("mmx: Check endpoints");
+  await ui.tab("mmx: endpoints");
+  const ok = await ui.webviewText("the endpoint check", /Every tier's endpoint answers[\s\S]*stub-cheap/);
+  log(`endpoints: ${JSON.stringify(ok.slice(0, 200))}`);
+  // The premium tier's model server goes away: the check says so, and what to fix.
+  const tiers = mmxSettings(env.stubUrl)["mmx.tiers"];
+  env.writeSettings({
+    "mmx.providers": {
+      stub: { base_url: env.stubUrl, api_key_env: "MMX_STUB_KEY" },
+      gone: { base_url: "http://127.0.0.1:9/v1", api_key_env: "MMX_STUB_KEY" },
+    },
+    "mmx.tiers": { ...tiers, premium: { ...tiers.premium, provider: "gone" } },
+  });
+  await sleep(1500);
+  await ui.editor().click();
+  await ui.runCommand("mmx: Check endpoints");
+  const bad = await ui.webviewText("the failed endpoint check", /cannot reach http:\/\/127\.0\.0\.1:9\/v1[\s\S]*start the model server/);
+  log(`endpoints: ${JSON.stringify(bad.slice(0, 300))}`);
+  if (bad.includes("sk-test-not-a-secret")) fail("the key appears in the endpoint check");
+  await ui.waitStatus("a tier down", /mmx · cheap ✓ · premium down/, 15000);
+  await ui.screenshot("check-endpoints");
+  env.writeSettings({});
+  await sleep(1500);
+  await ui.editor().click();
+});
+
+scenario("override-cancel", async (ui, env) => {
+  // "Premium for the next request", then a request cancelled by typing on while the model
+  // (3 s per answer) thinks: the override is kept for the request that answers.
+  env.writeSettings(providerAt(env, env.slowUrl));
+  await sleep(1500);
+  await ui.statusItem().click();
+  const item = ui.page.locator(".quick-input-widget .monaco-list-row", { hasText: "Premium for the next request" }).first();
+  await item.waitFor({ timeout: 10000 });
+  await item.click();
+  await ui.editor().click();
+  await ui.page.keyboard.press("Control+End");
+  await ui.page.keyboard.press("Enter");
+  await ui.page.keyboard.type("y = ", { delay: 20 });
+  await ui.page.keyboard.press("Alt+Backslash");
+  await sleep(1200); // the request is with the model now
+  await ui.page.keyboard.type("a", { delay: 20 }); // typing on cancels it and asks again
+  await ui.page.keyboard.press("Alt+Backslash");
+  const status = await ui.waitStatus("the answered request on premium", /^premium · stub-premium · /, 30000);
+  log(`status after the cancelled request: ${JSON.stringify(status)}`);
+  await ui.page.keyboard.press("Escape");
+  await ui.page.keyboard.type(" ", { delay: 20 });
+  await ui.page.keyboard.press("Alt+Backslash");
+  // On auto: cheap first (a cheap answer that fails its check is escalated: `stub-premium ↑`).
+  await ui.waitStatus("the next request back on auto", /^(cheap · stub-cheap|premium · stub-premium ↑) · /, 30000);
+  await ui.page.keyboard.press("Escape");
+  env.writeSettings({});
+  await sleep(1500);
+});
+
+scenario("long-action-progress", async (ui, env) => {
+  // A refactor on a model that takes 3 s: the server's work-done report shows in the status
+  // bar while it runs (no dialog), and goes when the action is done.
+  env.writeSettings(providerAt(env, env.slowUrl));
+  await sleep(1500);
+  await ui.editor().click();
+  await ui.page.keyboard.press("Control+Home");
+  for (let i = 0; i < 3; i++) await ui.page.keyboard.press("Shift+ArrowDown");
+  const bulb = ui.page.locator(".monaco-editor .lightBulbWidget, .monaco-editor .codicon-lightbulb").first();
+  await bulb.waitFor({ timeout: 15000 });
+  await bulb.click();
+  const item = ui.page.locator(".action-widget .monaco-list-row", { hasText: "Refactor selection" }).first();
+  await item.waitFor({ timeout: 15000 });
+  await item.click();
+  const progress = ui.page.locator(".statusbar-item", { hasText: "Refactor selection" }).first();
+  await progress.waitFor({ timeout: 10000 });
+  log(`progress in the status bar: ${JSON.stringify((await progress.innerText()).replace(/\s+/g, " "))}`);
+  await ui.screenshot("long-action-progress");
+  await noModalDialog(ui, "while the action runs");
+  await progress.waitFor({ state: "detached", timeout: 30000 });
+  await ui.page.keyboard.press("Escape");
+  env.writeSettings({});
+  await sleep(1500);
+});
+
+scenario("failing-provider", async (ui, env) => {
+  // Every request fails (HTTP 500) while the user types: no modal dialog, at most one message
+  // per kind of failure, every typed key in the document, the status bar says it failed.
+  env.writeSettings(providerAt(env, env.failingUrl));
+  await sleep(1500);
+  await ui.editor().click();
+  await ui.page.keyboard.press("Control+End");
+  await ui.page.keyboard.press("Enter");
+  const typed = "total = compute(a, b)  # typed while failing";
+  const seen = new Map();
+  for (const [i, ch] of [...typed].entries()) {
+    await ui.page.keyboard.type(ch);
+    if (i % 6 === 5) {
+      await ui.page.keyboard.press("Alt+Backslash");
+      await sleep(700);
+      await noModalDialog(ui, "while typing");
+      for (const t of await toastTexts(ui)) seen.set(t.replace(/\d+/g, "#"), (seen.get(t.replace(/\d+/g, "#")) ?? 0) + 1);
+    }
+  }
+  await sleep(1500);
+  await noModalDialog(ui, "after typing");
+  await waitFor("the typed text in the editor", async () => (await ui.editorText()).includes(typed), 10000);
+  await ui.waitStatus("a failed request", /failed/, 15000);
+  const toasts = await toastTexts(ui);
+  log(`toasts: ${JSON.stringify(toasts)}`);
+  const kinds = toasts.map((t) => t.replace(/\d+/g, "#"));
+  if (new Set(kinds).size !== kinds.length) fail(`the same failure was shown more than once: ${JSON.stringify(toasts)}`);
+  if (toasts.some((t) => t.includes("sk-test-not-a-secret"))) fail("a message shows the key");
+  await ui.screenshot("failing-provider");
+  for (let i = 0; i < 5; i++) await ui.page.keyboard.press("Escape");
+  await ui.page.keyboard.press("Control+Shift+P").catch(() => undefined);
+  await ui.page.keyboard.press("Escape");
+  // Clear the toasts for the scenarios after this one.
+  await ui.runCommand("Notifications: Clear All Notifications").catch(() => undefined);
+  env.writeSettings({});
+  await sleep(1500);
+});
+
 scenario("api-key", async (ui, env) => {
   const secret = "sk-e2e-stored-secret-5150";
   await ui.runCommand("mmx: Set API key");
@@ -610,7 +746,10 @@ async function main() {
     fail(`installing the .vsix failed (${install.status}):\n${install.stdout}\n${install.stderr}`);
 
   const stubUrl = await startStub(path.join(ARTIFACTS, "stub.log"));
-  log(`stub at ${stubUrl}`);
+  // A provider that fails every request, and one that takes 3 s to answer.
+  const failingUrl = await startStub(path.join(ARTIFACTS, "stub-failing.log"), ["--mode", "500"]);
+  const slowUrl = await startStub(path.join(ARTIFACTS, "stub-slow.log"), ["--mode", "slow", "--delay", "3"]);
+  log(`stubs at ${stubUrl} (ok), ${failingUrl} (HTTP 500), ${slowUrl} (slow)`);
 
   const settingsFile = path.join(dirs.user, "User", "settings.json");
   fs.mkdirSync(path.dirname(settingsFile), { recursive: true });
@@ -673,7 +812,7 @@ async function main() {
   await ui.openFile("calc.py");
   await ui.waitStatus("ready (the server started)", /^mmx · ready$/, 60000);
   log("server ready");
-  const shared = { tmp, writeSettings, stubUrl };
+  const shared = { tmp, writeSettings, stubUrl, failingUrl, slowUrl };
   let passed = 0;
   let failed = 0;
   for (const s of scenarios) {
