@@ -14,7 +14,7 @@ _SHORT = {
     "codeAction/resolve": "action",
 }
 # How many decisions the account shows, with their reasons.
-SHOWN = 6
+SHOWN = 7
 
 
 def _usd(amount: Decimal) -> str:
