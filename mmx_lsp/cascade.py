@@ -53,6 +53,7 @@ class Reply:
     model: str  # the model that was asked (the tier's)
     cost_usd: Decimal = Decimal(0)
     usage: Usage = field(default_factory=Usage)
+    usage_estimated: bool = False  # the endpoint reported no usage and nothing counted it
     model_version: str = ""  # the model the provider says answered ("" when it did not say)
     latency_ms: float = 0.0
     premium_usd: Decimal | None = None  # what the same tokens would have cost on premium
@@ -232,6 +233,11 @@ class Flight:
     @property
     def usage(self) -> Usage:
         return sum((s.reply.usage for s in self.steps if s.reply), Usage())
+
+    @property
+    def usage_estimated(self) -> bool:
+        """Whether any billed call's tokens (and so its cost) were estimated."""
+        return any(s.reply.usage_estimated for s in self.steps if s.reply)
 
     @property
     def model_ms(self) -> float:

@@ -239,6 +239,7 @@ class Pipeline:
             # it leaves the cost to the requests still waiting.
             if flight is not None and flight.claim(joined=joined):
                 status.cost_usd = flight.cost_usd
+                status.usage_estimated = flight.usage_estimated
                 status.attempts = _attempts(flight)
             status.latency_ms = (loop.time() - started) * 1000
             status.error = "cancelled"
@@ -331,6 +332,7 @@ class Pipeline:
             return flight.text
         status.attempts = _attempts(flight)
         status.cost_usd = flight.cost_usd
+        status.usage_estimated = flight.usage_estimated
         usage = flight.usage
         status.input_tokens = usage.input_tokens
         status.output_tokens = usage.output_tokens
@@ -415,6 +417,7 @@ class Pipeline:
             model=tier_config.model,
             cost_usd=cost,
             usage=reply.usage,
+            usage_estimated=reply.usage_estimated,
             model_version=reply.model or "",
             latency_ms=reply.latency_ms,
             premium_usd=cost_usd(reply.usage, premium) if premium else None,
@@ -504,6 +507,8 @@ class Pipeline:
             extra["prompt"] = None if last is None else last.prompt
         if queue_ms is not None:
             extra["queue_ms"] = queue_ms
+        if status.usage_estimated:
+            extra["usage_estimated"] = True
         if decision is not None:
             extra |= {
                 "language": str(decision.features.get("language", "")),
@@ -597,6 +602,7 @@ def _attempts(flight: cascade.Flight) -> list[Attempt]:
             passed=step.passed,
             reason=step.reason,
             latency_ms=step.reply.latency_ms,
+            usage_estimated=step.reply.usage_estimated,
         )
         for step in flight.steps
         if step.reply is not None

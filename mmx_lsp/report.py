@@ -257,10 +257,10 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.0%}"
 
 
-def _usd(text: str) -> str:
+def _usd(text: str, approx: bool = False) -> str:
     from mmx_lsp.pricing import format_usd
 
-    return format_usd(Decimal(text))
+    return format_usd(Decimal(text), approx=approx)
 
 
 def render_html(
@@ -271,11 +271,13 @@ def render_html(
     window: str,
 ) -> str:
     totals = summary["totals"]
+    # "≈" marks amounts that include costs billed on estimated tokens.
+    approx = bool(totals.get("estimated_requests"))
     cards = "".join(
         (
             _card("requests", f"{totals['requests']:,}"),
-            _card("spent", _usd(totals["cost_usd_exact"])),
-            _card("saved vs all-premium", _usd(totals["saved_usd_exact"])),
+            _card("spent", _usd(totals["cost_usd_exact"], approx)),
+            _card("saved vs all-premium", _usd(totals["saved_usd_exact"], approx)),
             _card("accepted", _pct(totals["acceptance_rate"])),
             _card("cache hits", _pct(totals["cache_hit_rate"])),
             _card("escalated", _pct(totals["escalation_rate"])),
@@ -295,8 +297,8 @@ def render_html(
                 _pct(row["acceptance_rate"]),
                 row["p50_ms"] if row["p50_ms"] is not None else "–",
                 row["p95_ms"] if row["p95_ms"] is not None else "–",
-                _usd(row["cost_usd_exact"]),
-                _usd(row["saved_usd_exact"]),
+                _usd(row["cost_usd_exact"], bool(row.get("estimated_requests"))),
+                _usd(row["saved_usd_exact"], bool(row.get("estimated_requests"))),
             )
         )
         + "</tr>"

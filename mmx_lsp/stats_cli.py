@@ -205,10 +205,10 @@ def _ms(value: int | None) -> str:
     return "–" if value is None else f"{value:,} ms"
 
 
-def _usd(value: str) -> str:
+def _usd(value: str, approx: bool = False) -> str:
     from mmx_lsp.pricing import format_usd
 
-    return format_usd(Decimal(value))
+    return format_usd(Decimal(value), approx=approx)
 
 
 def _console() -> Console:
@@ -247,14 +247,15 @@ def print_table(
 
     def cells(row: dict[str, Any]) -> list[str]:
         verdicts = row["accepted"] + row["rejected"]
+        approx = bool(row.get("estimated_requests"))  # some of its costs are estimates
         return [
             f"{row['requests']:,}",
             f"{_pct(row['acceptance_rate'])} of {verdicts}" if verdicts else "–",
             _ms(row["p50_ms"]),
             _ms(row["p95_ms"]),
-            f"{row['input_tokens']:,} / {row['output_tokens']:,}",
-            _usd(row["cost_usd_exact"]),
-            _usd(row["saved_usd_exact"]),
+            f"{'≈' if approx else ''}{row['input_tokens']:,} / {row['output_tokens']:,}",
+            _usd(row["cost_usd_exact"], approx),
+            _usd(row["saved_usd_exact"], approx),
             _pct(row["cache_hit_rate"]),
             _pct(row["escalation_rate"]),
         ]
@@ -272,6 +273,11 @@ def print_table(
         console.print(
             f"Saved {_usd(str(saved))} against sending every request to premium "
             f"({float(saved / (cost + saved)):.0%} of {_usd(str(cost + saved))})."
+        )
+    if totals.get("estimated_requests"):
+        console.print(
+            f"≈: {totals['estimated_requests']:,} requests were billed on estimated tokens "
+            "(the endpoint reported no usage and has no tokenizer to count with)."
         )
     if totals["errors"] or totals["cancelled"]:
         console.print(f"{totals['errors']} failed, {totals['cancelled']} cancelled.")

@@ -54,6 +54,7 @@ class Attempt:
     passed: bool
     reason: str
     latency_ms: float
+    usage_estimated: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +66,7 @@ class Attempt:
             "passed": self.passed,
             "reason": self.reason,
             "latency_ms": round(self.latency_ms),
+            "usage_estimated": self.usage_estimated,
         }
 
 
@@ -94,6 +96,9 @@ class Status:
     # The learned router's estimate that the cheap answer is good, and which router decided.
     p_cheap_ok: float | None = None
     router: str | None = None
+    # The endpoint reported no usage and no tokenizer counted it: tokens and cost are
+    # estimates (shown with "≈"). A preview's cost is always an estimate.
+    usage_estimated: bool = False
 
     def to_json(self) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -110,6 +115,7 @@ class Status:
             "cost_usd": money(self.cost_usd),
             # The exact decimal sum, for tools that add costs up.
             "cost_usd_exact": str(self.cost_usd),
+            "usage_estimated": self.usage_estimated or self.preview is not None,
             "saved_usd": money(self.saved_usd),
             "session_cost_usd": money(self.session_cost_usd),
             "budget_left_usd": money(self.budget_left_usd),
@@ -138,8 +144,9 @@ class Status:
         elif self.cached:
             parts.append("cached, $0")
         else:
-            parts.append(format_usd(self.cost_usd))
-            parts.append(f"{self.input_tokens}+{self.output_tokens} tokens")
+            parts.append(format_usd(self.cost_usd, approx=self.usage_estimated))
+            tokens = f"{self.input_tokens}+{self.output_tokens} tokens"
+            parts.append(f"≈{tokens}" if self.usage_estimated else tokens)
         if self.escalated:
             parts.append("escalated")
         if self.fallback:

@@ -23,6 +23,7 @@ from mmx_lsp.metrics.rollups import (
     Rollup,
     _local_midnight,
     bucket_mid,
+    day_of,
 )
 from mmx_lsp.metrics.schema import GROUPINGS
 
@@ -186,13 +187,41 @@ def summarize(
         if row_dim == dim:
             target = groups.setdefault(latency_group(dim_key, tier, day), _Group())
             target.latency[ms] = target.latency.get(ms, 0) + count
+    estimated = estimated_requests(conn, cutoff, names)
     rows = []
     for key in sorted(groups):
         entry: dict[str, Any] = dict(zip(names, key, strict=True))
         entry.update(groups[key].to_json())
+        entry["estimated_requests"] = estimated.get(key, 0)
         if entry["requests"] or entry["latency_count"]:
             rows.append(entry)
-    return {"since": cutoff, "by": by, "totals": totals.to_json(), f"by_{by}": rows}
+    total = totals.to_json()
+    total["estimated_requests"] = sum(estimated.values())
+    return {"since": cutoff, "by": by, "totals": total, f"by_{by}": rows}
+
+
+def estimated_requests(
+    conn: sqlite3.Connection, since: float | None, names: Sequence[str]
+) -> dict[tuple[str, ...], int]:
+    """Requests whose tokens and cost are estimates (the endpoint reported no usage and no
+    tokenizer counted it, or no model was called), per group of `names`: their costs are
+    shown with "≈"."""
+    counts: dict[tuple[str, ...], int] = {}
+    for model, tier, kind, language, ts in conn.execute(
+        "SELECT model, tier, kind, language, ts FROM requests WHERE ts >= ? "
+        "AND json_extract(extra, '$.usage_estimated')",
+        (since or 0.0,),
+    ):
+        values = {
+            "model": model,
+            "tier": tier,
+            "kind": kind,
+            "language": language or "",
+            "day": day_of(ts),
+        }
+        key = tuple(values[name] for name in names)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def latency_histogram(

@@ -127,6 +127,20 @@ def test_money_sums_are_exact(store: MetricsStore) -> None:
     ]
 
 
+def test_costs_billed_on_estimated_tokens_are_counted_per_group(store: MetricsStore) -> None:
+    store.record(pipeline_record(0))
+    store.record(pipeline_record(1, usage_estimated=True))
+    store.record(pipeline_record(2, tier="premium", model="gpt-5.5", usage_estimated=True))
+    result = store.summary()
+    assert result["totals"]["estimated_requests"] == 2
+    assert [(r["model"], r["estimated_requests"]) for r in result["by_model"]] == [
+        ("gpt-5-mini", 1),
+        ("gpt-5.5", 1),
+    ]
+    by_kind = store.summary(by="kind")
+    assert [(r["kind"], r["estimated_requests"]) for r in by_kind["by_kind"]] == [("inline", 2)]
+
+
 def test_verdict_counts_acceptance_and_can_change(store: MetricsStore) -> None:
     for i in range(3):
         store.record(pipeline_record(i))
@@ -805,3 +819,18 @@ def test_store_and_policy_follow_the_settings(tmp_path: Path) -> None:
 
 def test_the_default_path_is_in_the_user_data_directory(tmp_path: Path) -> None:
     assert metrics.default_path() == tmp_path / "data" / "mmx" / "metrics.sqlite3"
+
+
+def test_stats_and_report_mark_estimated_costs_with_an_approx_sign(
+    store: MetricsStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mmx_lsp import report, stats_cli
+
+    store.record(pipeline_record(0))
+    store.record(pipeline_record(1, usage_estimated=True))
+    store.flush()
+    assert stats_cli.stats_main(["--db", str(store.path)]) == 0
+    out = capsys.readouterr().out
+    assert "≈$" in out and "were billed on estimated tokens" in out
+    page = report.render_html(store.summary(), [], [], window="all")
+    assert "≈$" in page

@@ -60,3 +60,16 @@ def test_each_kind_of_failure_has_its_own_minute() -> None:
     clock.now = 110
     reporter.show_once("provider:cheap", "cheap down", types.MessageType.Error)
     assert shown.messages == ["cheap down", "premium down", "cheap down"]
+
+
+def test_a_cost_billed_on_estimated_tokens_is_marked_as_such() -> None:
+    from decimal import Decimal
+
+    from mmx_lsp.status import Status
+
+    status = Status("r1", "inline", "cheap", "small", "why", latency_ms=10.0)
+    status.cost_usd, status.input_tokens, status.output_tokens = Decimal("0.0001"), 90, 9
+    assert "≈" not in status.line() and status.to_json()["usage_estimated"] is False
+    status.usage_estimated = True
+    assert "≈$0.0001" in status.line() and "≈90+9 tokens" in status.line()
+    assert status.to_json()["usage_estimated"] is True

@@ -15,6 +15,7 @@ local M = {}
 ---@field input_tokens? integer
 ---@field output_tokens? integer
 ---@field cost_usd? number
+---@field usage_estimated? boolean tokens (and so cost_usd) are estimates
 ---@field saved_usd? number
 ---@field session_cost_usd? number
 ---@field budget_left_usd? number|vim.NIL
@@ -207,7 +208,7 @@ local function describe(s)
     table.insert(parts, s.model)
   end
   if type(s.cost_usd) == 'number' then
-    table.insert(parts, M.format_usd(s.cost_usd))
+    table.insert(parts, (s.usage_estimated == true and '≈' or '') .. M.format_usd(s.cost_usd))
   end
   if s.cached == true then
     table.insert(parts, 'cached')
@@ -380,6 +381,9 @@ function M.statusline()
     return table.concat(parts, ' · ')
   end
   local cost = type(s.cost_usd) == 'number' and M.format_usd(s.cost_usd) or '$?'
+  if s.usage_estimated == true then
+    cost = '≈' .. cost -- billed on estimated tokens: the endpoint reported no usage
+  end
   if s.cached == true then
     cost = cost .. ' cached'
   end

@@ -27,6 +27,8 @@ export interface MmxStatus {
   budget_left_usd: number | null;
   error: string | null;
   attempts: Attempt[];
+  /** The endpoint reported no usage and nothing counted it: the cost is an estimate ("≈"). */
+  usage_estimated: boolean;
 }
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: string };
@@ -86,6 +88,7 @@ export function parseStatus(raw: unknown): ParseResult<MmxStatus> {
     session_cost_usd: optNumber(raw, "session_cost_usd", problems),
     budget_left_usd: optNumber(raw, "budget_left_usd", problems),
     error: typeof raw.error === "string" && raw.error !== "" ? raw.error : null,
+    usage_estimated: raw.usage_estimated === true,
     attempts: Array.isArray(raw.attempts)
       ? raw.attempts.filter(isRecord).map((a) => ({
           model: typeof a.model === "string" ? a.model : "?",
@@ -116,11 +119,16 @@ export function formatUsd(usd: number): string {
   return `${sign}$${a.toFixed(decimals)}`;
 }
 
+/** The request's cost, "≈"-marked when it was billed on estimated tokens. */
+function cost(s: MmxStatus): string {
+  return (s.usage_estimated ? "≈" : "") + formatUsd(s.cost_usd);
+}
+
 /** The status bar text, e.g. `cheap · gpt-5-mini · $0.0003 | today $0.42`. */
 export function statusText(s: MmxStatus): string {
   const parts = [s.tier, s.escalated ? `${s.model} ↑` : s.model];
   if (s.error !== null) parts.push("failed");
-  else parts.push(s.cached ? `${formatUsd(s.cost_usd)} cached` : formatUsd(s.cost_usd));
+  else parts.push(s.cached ? `${formatUsd(s.cost_usd)} cached` : cost(s));
   let text = parts.join(" · ");
   if (s.session_cost_usd !== null) text += ` | today ${formatUsd(s.session_cost_usd)}`;
   return s.error !== null ? `$(warning) ${text}` : text;
@@ -138,7 +146,7 @@ export function statusTooltip(s: MmxStatus): string {
   if (s.error !== null) lines.push(`$(warning) Failed: ${escapeMd(s.error)}`, "");
   if (s.reason) lines.push(`Why: ${escapeMd(s.reason)}`, "");
   const rows: Array<[string, string]> = [];
-  rows.push(["Cost", formatUsd(s.cost_usd) + (s.cached ? " (from cache)" : "")]);
+  rows.push(["Cost", cost(s) + (s.cached ? " (from cache)" : s.usage_estimated ? " (estimated: the endpoint reported no usage)" : "")]);
   if (s.input_tokens !== null || s.output_tokens !== null)
     rows.push(["Tokens", `${s.input_tokens ?? "?"} in / ${s.output_tokens ?? "?"} out`]);
   if (s.latency_ms !== null) rows.push(["Latency", `${Math.round(s.latency_ms)} ms`]);

@@ -47,6 +47,9 @@ describe("statusText", () => {
   it("shows tier, model, cost of the request and today's spend", () => {
     assert.equal(statusText(parsed(example)), "cheap · gpt-5-mini · $0.0003 | today $0.42");
   });
+  it("marks a cost billed on estimated tokens with ≈", () => {
+    assert.equal(statusText(parsed({ ...example, usage_estimated: true })), "cheap · gpt-5-mini · ≈$0.0003 | today $0.42");
+  });
   it("marks a cached answer", () => {
     assert.equal(statusText(parsed({ ...example, cached: true, cost_usd: 0 })), "cheap · gpt-5-mini · $0 cached | today $0.42");
   });
