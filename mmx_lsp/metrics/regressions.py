@@ -1,4 +1,5 @@
-"""Regression watch: acceptance and eval pass rates by model version, a one-sided z-test."""
+"""Regression watch: acceptance and eval pass rates by model version, acceptance by router
+version, a one-sided z-test."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ class Regression:
     baseline_total: int
     z: float
     p_value: float
-    signal: Literal["acceptance", "eval"] = "acceptance"
+    signal: Literal["acceptance", "eval", "router"] = "acceptance"
     suite: str = ""
 
     @property
@@ -66,6 +67,14 @@ class Regression:
         return f"{self.signal}:{self.suite}:{self.model}@{self.model_version}"
 
     def message(self) -> str:
+        if self.signal == "router":
+            return (
+                f"mmx: since router {self.model_version} took over, acceptance of completions "
+                f"fell to {self.recent_rate:.0%} ({self.recent_accepted}/{self.recent_total}) "
+                f"from {self.baseline_rate:.0%} ({self.baseline_accepted}/{self.baseline_total})"
+                f" under the router before; p = {self.p_value:.3f}. Remove the router file (or "
+                "run mmx-lsp calibrate again) to go back."
+            )
         version = f" ({self.model_version})" if self.model_version else ""
         what = "acceptance" if self.signal == "acceptance" else f"eval pass rate on {self.suite}"
         return (
@@ -155,7 +164,43 @@ def find_regressions(
             found.append(
                 Regression(model, version, int(accepted), int(total), base_ok, base_total, *dropped)
             )
-    return found + find_eval_regressions(conn, policy, baseline_start, recent_start)
+    return (
+        found
+        + find_eval_regressions(conn, policy, baseline_start, recent_start)
+        + find_router_regressions(conn, policy, baseline_start, recent_start)
+    )
+
+
+def find_router_regressions(
+    conn: sqlite3.Connection,
+    policy: RegressionPolicy,
+    baseline_start: dt.date,
+    recent_start: dt.date,
+) -> list[Regression]:
+    """The same test when the router changed: acceptance of completions decided by a router
+    version new in the recent days, against the completions other routers decided before."""
+    low, high = _local_midnight(baseline_start), _local_midnight(recent_start)
+    counts: dict[tuple[bool, str], tuple[int, int]] = {}
+    for recent, router, accepted, total in conn.execute(
+        "SELECT ts >= ?, json_extract(extra, '$.router'), SUM(verdict = 'accepted'), COUNT(*) "
+        "FROM requests WHERE ts >= ? AND verdict IS NOT NULL "
+        "AND kind IN ('inline', 'completion') AND extra IS NOT NULL GROUP BY 1, 2",
+        (high, low),
+    ):
+        if router:
+            counts[(bool(recent), str(router))] = (int(accepted), int(total))
+    found = []
+    for (recent, router), (accepted, total) in sorted(counts.items()):
+        if not recent or (False, router) in counts:
+            continue  # not new: a router in force on both sides did not change
+        before = [v for (was_recent, r), v in counts.items() if not was_recent and r != router]
+        base = (sum(a for a, _ in before), sum(t for _, t in before))
+        if not base[1]:
+            continue
+        dropped = _dropped(policy, base, (accepted, total))
+        if dropped is not None:
+            found.append(Regression("router", router, accepted, total, *base, *dropped, "router"))
+    return found
 
 
 def find_eval_regressions(

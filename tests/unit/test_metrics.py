@@ -834,3 +834,38 @@ def test_stats_and_report_mark_estimated_costs_with_an_approx_sign(
     assert "≈$" in out and "were billed on estimated tokens" in out
     page = report.render_html(store.summary(), [], [], window="all")
     assert "≈$" in page
+
+
+def _routed(
+    s: MetricsStore, start: int, when: float, router: str, accepted: int, total: int
+) -> int:
+    """Verdicts on completions a router decided, all on the same model version."""
+    for i in range(total):
+        rid = f"r{start + i}"
+        s.record(
+            pipeline_record(start + i, request_id=rid, time=when, model_version="v", router=router)
+        )
+        s.verdict(rid, "accepted" if i < accepted else "rejected")
+    return start + total
+
+
+def test_a_drop_in_acceptance_after_the_router_changed_is_a_regression(
+    store: MetricsStore,
+) -> None:
+    n = _routed(store, 0, NOW - 20 * DAY, "classeval-1", 80, 100)
+    _routed(store, n, NOW - DAY, "calibrated-20261119", 25, 50)
+    found = store.regressions(RegressionPolicy(margin=0.1, min_samples=30))
+    # The model's acceptance fell too; the router watch names the router that changed.
+    [router] = [r for r in found if r.signal == "router"]
+    assert router.model_version == "calibrated-20261119"
+    assert "since router calibrated-20261119 took over" in router.message()
+    assert "from 80% (80/100)" in router.message()
+    assert len({r.key for r in found}) == len(found) == 2
+
+
+def test_a_router_in_force_before_and_after_is_not_a_router_regression(
+    store: MetricsStore,
+) -> None:
+    n = _routed(store, 0, NOW - 20 * DAY, "classeval-1", 80, 100)
+    _routed(store, n, NOW - DAY, "classeval-1", 78, 100)
+    assert [r for r in store.regressions() if r.signal == "router"] == []
