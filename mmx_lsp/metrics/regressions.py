@@ -171,6 +171,17 @@ def find_regressions(
     )
 
 
+ROUTER_LOOK = 2000
+
+
+def _router_of(conn: sqlite3.Connection, query: str, args: tuple[Any, ...]) -> str | None:
+    row = conn.execute(query, args).fetchone()
+    if row is None or not row[0]:
+        return None
+    found = conn.execute("SELECT json_extract(?, '$.router')", (row[0],)).fetchone()[0]
+    return str(found) if found else None
+
+
 def find_router_regressions(
     conn: sqlite3.Connection,
     policy: RegressionPolicy,
@@ -180,6 +191,17 @@ def find_router_regressions(
     """The same test when the router changed: acceptance of completions decided by a router
     version new in the recent days, against the completions other routers decided before."""
     low, high = _local_midnight(baseline_start), _local_midnight(recent_start)
+    # Routers change rarely: when the router of the last request is the one in force when the
+    # recent days began, there is nothing to compare, and no window is scanned.
+    # Each look reads at most ROUTER_LOOK rows (a database without routers is not scanned).
+    look = (
+        "SELECT extra FROM (SELECT extra FROM requests WHERE ts < ? ORDER BY ts DESC LIMIT ?) "
+        "WHERE extra LIKE '%\"router\"%' LIMIT 1"
+    )
+    last = _router_of(conn, look, (float("inf"), ROUTER_LOOK))
+    then = _router_of(conn, look, (high, ROUTER_LOOK))
+    if last is None or last == then:
+        return []
     counts: dict[tuple[bool, str], tuple[int, int]] = {}
     for recent, router, accepted, total in conn.execute(
         "SELECT ts >= ?, json_extract(extra, '$.router'), SUM(verdict = 'accepted'), COUNT(*) "
