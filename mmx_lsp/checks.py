@@ -19,6 +19,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from mmx_lsp.languages import LanguageSpec
+from mmx_lsp.place import documentation, node_text
 
 if TYPE_CHECKING:
     from tree_sitter import Node, Query
@@ -88,12 +89,6 @@ _RETURN_DOC = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _RETURNS_NOTHING = re.compile(r"(:returns?:|@returns?)\s*(None|nothing|void)\b", re.IGNORECASE)
-
-
-def _text(node: Node | None) -> str:
-    if node is None or node.text is None:
-        return ""
-    return node.text.decode("utf-8", "replace")
 
 
 def _walk(node: Node) -> Iterator[Node]:
@@ -180,7 +175,7 @@ def _redefines(root: Node, spec: LanguageSpec, low: int, high: int) -> str | Non
     definition = _definition_at(root, spec, low, high)
     if definition is None:
         return None
-    name = _text(definition.child_by_field_name("name"))
+    name = node_text(definition.child_by_field_name("name"))
     if not name:
         return None
     for node in _walk(definition):
@@ -188,7 +183,7 @@ def _redefines(root: Node, spec: LanguageSpec, low: int, high: int) -> str | Non
             node != definition
             and node.type == definition.type
             and _within(node, low, high)
-            and _text(node.child_by_field_name("name")) == name
+            and node_text(node.child_by_field_name("name")) == name
         ):
             return f"the answer redefines {name} inside itself"
     return None
@@ -273,23 +268,23 @@ def _unknown_attributes(
     used: list[tuple[str, Node]] = []
     for node in _walk(container):
         if node.type in spec.definitions and node != container:
-            known.add(_text(node.child_by_field_name("name")))
+            known.add(node_text(node.child_by_field_name("name")))
         if node.type in ("assignment", "field_definition", "public_field_definition"):
             target = node.child_by_field_name("left") or node.child_by_field_name("name")
             if target is not None and target.type == "identifier":
-                known.add(_text(target))
+                known.add(node_text(target))
             elif target is not None and target.type in ("property_identifier",):
-                known.add(_text(target))
+                known.add(node_text(target))
         if node.type == "field_declaration":
             for child in _walk(node):
                 if child.type == "identifier":
-                    known.add(_text(child))
+                    known.add(node_text(child))
         fields = _MEMBER_ACCESS.get(node.type)
         if fields is None:
             continue
         receiver = node.child_by_field_name(fields[0])
         member = node.child_by_field_name(fields[1])
-        if receiver is None or member is None or _text(receiver) not in selves:
+        if receiver is None or member is None or node_text(receiver) not in selves:
             continue
         parent = node.parent
         # `self.x += 1` reads self.x first: it does not set an attribute that is not there.
@@ -302,9 +297,9 @@ def _unknown_attributes(
         if assigned and parent is not None and parent.child_by_field_name("right") == node:
             assigned = False
         if assigned:
-            known.add(_text(member))
+            known.add(node_text(member))
         elif _within(node, low, high):
-            used.append((_text(member), node))
+            used.append((node_text(member), node))
     unknown = sorted(
         {name for name, _node in used if name not in known and not name.startswith("__")}
     )
@@ -322,30 +317,14 @@ def _has_base(container: Node) -> bool:
     return any(child.type in ("class_heritage", "superclass") for child in container.children)
 
 
-def _doc_of(definition: Node, source: bytes) -> str:
-    """The docstring (first string statement of the body) or the comments just above."""
-    body = definition.child_by_field_name("body")
-    if body is not None and body.named_children:
-        first = body.named_children[0]
-        if first.type == "expression_statement" and first.named_children:
-            if first.named_children[0].type == "string":
-                return _text(first.named_children[0])
-    comments: list[str] = []
-    sibling = definition.prev_named_sibling
-    while sibling is not None and "comment" in sibling.type:
-        comments.append(_text(sibling))
-        sibling = sibling.prev_named_sibling
-    return "\n".join(reversed(comments))
-
-
 def _missing_return(
     root: Node, spec: LanguageSpec, source: bytes, low: int, high: int
 ) -> str | None:
     definition = _definition_at(root, spec, low, high)
     if definition is None or definition.type.startswith("class"):
         return None
-    doc = _doc_of(definition, source)
-    annotation = _text(definition.child_by_field_name("return_type"))
+    doc = documentation(definition)
+    annotation = node_text(definition.child_by_field_name("return_type"))
     promises = bool(_RETURN_DOC.search(doc)) and not _RETURNS_NOTHING.search(doc)
     if annotation:
         promises = annotation.strip() not in ("None", "void", "NoReturn", "()")
@@ -373,9 +352,11 @@ def _unused_parameters(root: Node, spec: LanguageSpec, low: int, high: int) -> s
     for child in parameters.named_children:
         target = child.child_by_field_name("name") or child.child_by_field_name("pattern") or child
         if target.type == "identifier":
-            names.append(_text(target))
+            names.append(node_text(target))
     names = [n for n in names if n not in ("self", "cls", "_") and not n.startswith("_")]
-    used = {_text(n) for n in _walk(definition) if n.type == "identifier" and _within(n, low, high)}
+    used = {
+        node_text(n) for n in _walk(definition) if n.type == "identifier" and _within(n, low, high)
+    }
     unused = [n for n in names if n not in used]
     if not unused:
         return None

@@ -60,7 +60,7 @@ class Place:
     imports: int = 0
 
 
-def _text(node: Node | None) -> str:
+def node_text(node: Node | None) -> str:
     if node is None or node.text is None:
         return ""
     return node.text.decode("utf-8", "replace")
@@ -103,11 +103,11 @@ def documentation(definition: Node) -> str:
         first = body.named_children[0]
         if first.type == "expression_statement" and first.named_children:
             if first.named_children[0].type == "string":
-                return _text(first.named_children[0])
+                return node_text(first.named_children[0])
     comments: list[str] = []
     sibling = definition.prev_named_sibling
     while sibling is not None and "comment" in sibling.type:
-        comments.append(_text(sibling))
+        comments.append(node_text(sibling))
         sibling = sibling.prev_named_sibling
     return "\n".join(reversed(comments))
 
@@ -124,7 +124,7 @@ def _parameters(definition: Node) -> list[Node]:
     return [
         p
         for p in parameters.named_children
-        if "comment" not in p.type and _text(p).split(":")[0].strip() not in _RECEIVERS
+        if "comment" not in p.type and node_text(p).split(":")[0].strip() not in _RECEIVERS
     ]
 
 
@@ -136,7 +136,7 @@ def _container(definition: Node, spec: LanguageSpec) -> Node | None:
 
 
 def _name(node: Node) -> str:
-    return _text(node.child_by_field_name("name"))
+    return node_text(node.child_by_field_name("name"))
 
 
 def comments_above(lines: Sequence[str], row: int) -> str:
@@ -181,14 +181,14 @@ def measure_place(
                     or node.child_by_field_name("property")
                     or node.child_by_field_name("field")
                 )
-                if _text(receiver) in _RECEIVERS and member is not None:
-                    members.add(_text(member))
+                if node_text(receiver) in _RECEIVERS and member is not None:
+                    members.add(node_text(member))
             elif node.type in ("field_declaration", "public_field_definition"):
                 declared = node.child_by_field_name("name") or node.child_by_field_name(
                     "declarator"
                 )
                 if declared is not None:
-                    members.add(_text(declared))
+                    members.add(node_text(declared))
     return Place(
         doc_words=len(_WORD.findall(doc)),
         doc_examples=sum(1 for line in doc_lines if _EXAMPLE.search(line.lstrip(_COMMENT_MARKS))),
