@@ -163,23 +163,21 @@ def cross_validated(
 # ---------------------------------------------------------------- the learned router
 
 # What the router is fitted on: the measures of what the request asks for (place.py) and of
-# its context (scoring.py). All counts are log-scaled; shares are kept as they are.
+# its context (scoring.py). All counts are log-scaled; shares are kept as they are. Left out:
+# annotated_share, which this data hardly varies (one annotated method in 193), so a weight
+# for it would be learned from nothing and applied to every annotated codebase.
 FEATURES = (
     "doc_words",
     "doc_examples",
     "doc_promises_return",
     "parameters",
-    "annotated_share",
     "siblings_in_doc",
     "members_in_doc",
     "imports",
     "external_identifiers",
     "context_tokens",
 )
-TRANSFORMS = {name: "log1p" for name in FEATURES} | {
-    "annotated_share": "identity",
-    "doc_promises_return": "identity",
-}
+TRANSFORMS = {name: "log1p" for name in FEATURES} | {"doc_promises_return": "identity"}
 L2 = 10.0
 
 

@@ -134,7 +134,7 @@ def signal_table(items: list[rd.Item]) -> list[str]:
         f"   {'feature':24} {'cheap fails':>12} {'only premium passes':>20}",
     ]
     carried = []
-    for name in (*rd.FEATURES, "nesting_depth", "siblings", "members", "enclosing_lines"):
+    for name in (*rd.FEATURES, "annotated_share", "nesting_depth", "siblings", "members"):
         values = [float(it.features[name]) for it in items]
         a, b = auroc(values, fails), auroc(values, gain)
         if max(abs(a - 0.5), abs(b - 0.5)) >= 0.1:

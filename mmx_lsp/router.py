@@ -22,6 +22,7 @@ FORMAT = 1
 # Request kinds the router estimates; other kinds keep the weighted score of scoring.py.
 KINDS = ("inline", "completion")
 TRANSFORMS = ("identity", "log1p")
+CLIP = 3.0
 
 
 class RouterFileError(ValueError):
@@ -43,7 +44,10 @@ class Term:
         if not isinstance(raw, int | float) or math.isnan(raw) or math.isinf(raw):
             return 0.0  # missing or not a number: the mean, which adds nothing
         x = math.log1p(max(float(raw), 0.0)) if self.transform == "log1p" else float(raw)
-        return (x - self.mean) / self.scale if self.scale else 0.0
+        z = (x - self.mean) / self.scale if self.scale else 0.0
+        # A value far outside what the model was fitted on (another language's or codebase's
+        # style) counts as no more than CLIP standard deviations: no extrapolation.
+        return min(max(z, -CLIP), CLIP)
 
 
 @dataclass(frozen=True)

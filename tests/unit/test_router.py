@@ -215,3 +215,9 @@ def test_unpriced_models_leave_the_estimate_to_the_threshold() -> None:
     assert decision.p_cheap_ok is not None and decision.expected_usd is None
     assert decision.tier == ("premium" if decision.score > 0.55 else "cheap")
     assert "threshold" in decision.reason
+
+
+def test_values_far_outside_the_fitted_data_are_clipped_not_extrapolated() -> None:
+    term = r.Term("annotated_share", "identity", mean=0.005, scale=0.072, weight=-0.2)
+    assert term.value({"annotated_share": 1.0}) == r.CLIP
+    assert term.value({"annotated_share": 0.005}) == 0.0
