@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmx_lsp.errors import MmxError
 from mmx_lsp.router import KINDS, Router, auroc, fit
 
 # Fewer verdicts than this (or no good or no bad answer among them) teach nothing.
@@ -31,7 +32,7 @@ FOLDS = 5
 PRIOR_STRENGTH = 10.0
 
 
-class CalibrationError(Exception):
+class CalibrationError(MmxError):
     """Why there is nothing to calibrate, in words the user can act on."""
 
 

@@ -18,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mmx_lsp.errors import MmxError
+
 FORMAT = 1
 # Request kinds the router estimates; other kinds keep the weighted score of scoring.py.
 KINDS = ("inline", "completion")
@@ -25,7 +27,7 @@ TRANSFORMS = ("identity", "log1p")
 CLIP = 3.0
 
 
-class RouterFileError(ValueError):
+class RouterFileError(MmxError):
     """A router file that cannot be used, with a sentence saying why."""
 
 
