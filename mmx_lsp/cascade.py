@@ -17,8 +17,9 @@ follow, so the eval measures what the server does:
   text is still shown when it is not blank (the user sees it and may ignore it).
 - Every call that got a reply is billed (`Step.billed`), including answers the cascade
   discarded; a call that failed costs nothing. Identical requests in flight share one
-  `Flight`: the request that started it carries its cost (`Flight.claim`), the others report
-  it as a shared answer.
+  `Flight`, whose cost is carried by exactly one of them (`Flight.claim`): the first to
+  receive its answer, whether it started the flight or joined it, or, when every request
+  waiting for it was cancelled, the last to leave. The others report it as a shared answer.
 
 It does no I/O itself: the caller passes how to call a tier (`attempt`), how to check an
 answer (`verify`), which tiers are set up (`configured`) and the escalation decision. Both
@@ -72,6 +73,7 @@ class Step:
     error: str | None = None
     escalation: bool = False  # the call that took a failed cheap answer to premium
     timed_out: bool = False  # the error is the deadline passing (a slow tier, not a down one)
+    skipped: bool = False  # not made: the tier's circuit breaker is open
 
     @property
     def billed(self) -> bool:
@@ -218,6 +220,7 @@ class Flight:
     error: str | None = None
     failure: Step | None = None  # the failed call that left the request without an answer
     claimed: bool = False
+    waiters: int = 0  # requests waiting for it now (kept by the caller)
 
     def __post_init__(self) -> None:
         self.tier = self.routed
@@ -248,13 +251,18 @@ class Flight:
         billed = self.billed
         return billed[-1].reply if billed else None
 
-    def claim(self, *, joined: bool = False) -> bool:
-        """True for the one request that carries this flight's cost: the one that started it,
-        the first time it reports (a request that joined it never does)."""
-        if joined:
-            return False
+    def claim(self) -> bool:
+        """True for the one request that carries this flight's cost, so that every call is
+        billed exactly once: call it when the flight has finished (the first request to get
+        the answer claims it), or when a cancelled request was the last one waiting (the
+        flight is cancelled with it and costs what its finished calls cost)."""
         first, self.claimed = not self.claimed, True
         return first
+
+    def may_claim_on_cancel(self) -> bool:
+        """Whether a request being cancelled carries the cost: only when nobody else waits
+        (a request still waiting will receive the answer and carry it)."""
+        return self.waiters == 0
 
 
 async def run(
@@ -283,16 +291,19 @@ async def run(
         if flight.fallback is not None or configured(other) is not None:
             return _failed(flight, step)
         what = "timed out" if step.timed_out else "down"
+        first_error, skipped = step.error, step.skipped
         if budget is not None and not budget.allows(other):
             failed = _failed(flight, step)
             failed.error = f"{step.error}; too little time left to ask the {other} tier"
             return failed
         tier = other
         step = await _call(flight, tier, attempt, verify)
+        # A tier skipped by its circuit breaker says so ("cheap tier skipped for 30 s …").
+        down = first_error if skipped else f"{other_tier(tier)} tier {what}"
         if step.error is not None:
-            flight.fallback = f"{other_tier(tier)} tier {what}; the {tier} tier failed too"
+            flight.fallback = f"{down}; the {tier} tier failed too"
             return _failed(flight, step)
-        flight.fallback = f"{other_tier(tier)} tier {what}; answered by {tier}"
+        flight.fallback = f"{down}; answered by {tier}"
     if (
         tier == "cheap"
         and escalation.escalate(kind, step)
@@ -321,7 +332,10 @@ async def _call(
         reply = await attempt(tier)
     except ProviderError as exc:
         slow = isinstance(exc, ProviderTimeout) and not isinstance(exc, TierSkipped)
-        step = Step(tier, None, error=str(exc), escalation=escalation, timed_out=slow)
+        skipped = isinstance(exc, TierSkipped)
+        step = Step(
+            tier, None, error=str(exc), escalation=escalation, timed_out=slow, skipped=skipped
+        )
     else:
         verdict = verify(reply.text)
         step = Step(tier, reply, verdict.ok, verdict.reason, escalation=escalation)

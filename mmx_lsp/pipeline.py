@@ -189,7 +189,6 @@ class Pipeline:
         if hit is None and snap is None:
             snap = _snapshot(doc, place, shape)
         flight: cascade.Flight | None = None
-        joined = False
         queue_ms: float | None = None
         try:
             if hit is not None:
@@ -210,7 +209,6 @@ class Pipeline:
                         self._record(status, cancelled=True, decision=decision, doc=doc)
                         return Answer(request_id, "")
                 flight = self._calls.get(key)
-                joined = flight is not None
                 if flight is None:
                     flight = cascade.Flight(decision.tier)
                     self._calls[key] = flight
@@ -229,18 +227,26 @@ class Pipeline:
                             del self._calls[key]
 
                 queue_ms = (loop.time() - started) * 1000
-                await self._flights.run(key, fly)
-                owner = flight.claim(joined=joined)
+                flight.waiters += 1
+                try:
+                    await self._flights.run(key, fly)
+                finally:
+                    flight.waiters -= 1
+                # The first request to get the answer carries its cost and caches it.
+                owner = flight.claim()
                 text = self._from_flight(settings, status, flight, owner=owner)
-                if text and flight.error is None and not joined:
+                if text and flight.error is None and owner:
                     answer_cache.store(cache, key, answer_cache.Entry.of(flight, settings))
         except asyncio.CancelledError:
-            # The request that started the call carries what it cost so far; one that joined
-            # it leaves the cost to the requests still waiting.
-            if flight is not None and flight.claim(joined=joined):
+            # A request still waiting for the flight will carry its cost; the last one to
+            # leave (the flight is cancelled with it) carries what its finished calls cost.
+            if flight is not None and flight.may_claim_on_cancel() and flight.claim():
                 status.cost_usd = flight.cost_usd
                 status.usage_estimated = flight.usage_estimated
                 status.attempts = _attempts(flight)
+                usage = flight.usage
+                status.input_tokens = usage.input_tokens
+                status.output_tokens = usage.output_tokens
             status.latency_ms = (loop.time() - started) * 1000
             status.error = "cancelled"
             self._record(
@@ -567,10 +573,8 @@ class Pipeline:
 
     def verdict(self, request_id: str, value: str) -> bool:
         """Record the editor's verdict on an answer; False for an unknown request."""
-        record = self.session.get(request_id)
-        if record is None:
+        if not self.session.set_verdict(request_id, value):
             return False
-        record["verdict"] = value
         self._recorder().verdict(request_id, value)
         return True
 

@@ -128,6 +128,13 @@ class MmxServer(LanguageServer):
             self._metrics = MetricsStore.from_settings(self.settings, on_warning=warn)
         return self._metrics
 
+    def shutdown(self) -> None:
+        """Stop serving, then write every queued record: also when the editor just closed
+        stdin (EOF) or sent `exit` without `shutdown`. Requests still in flight were
+        cancelled by then (by `asyncio.run`'s clean-up) and have queued their rows."""
+        super().shutdown()
+        self.close_metrics()
+
     def close_metrics(self) -> None:
         if self._metrics is not None:
             self._metrics.close(timeout=3.0)

@@ -346,6 +346,7 @@ class Progress:
         except Exception as exc:  # the client refused the token: no progress for this request
             log.debug("work done progress unavailable: %s", exc)
             self._enabled = False
+            self._forget()
 
     def report(self, message: str, *, force: bool = False) -> None:
         if not self._begun:
@@ -371,3 +372,9 @@ class Progress:
             )
         except Exception:
             log.debug("could not end progress", exc_info=True)
+        self._forget()
+
+    def _forget(self) -> None:
+        from mmx_lsp.transport import forget_progress_token
+
+        forget_progress_token(self._server, self._token)

@@ -21,7 +21,17 @@ What this module relies on:
    carries the error).
 5. Logger names `pygls.io_` and `pygls.protocol.json_rpc` and the first words of what they
    log for an unreadable message (`_READ_ERRORS`), to log one line instead of a traceback.
-6. Ordering: a handler's reply is written by a callback scheduled with `loop.call_soon` when
+6. Bookkeeping pygls never prunes (upstream in pygls 2.1; worked around here):
+   - `JsonRPCProtocol._request_futures`: `_handle_notification` and `_run_generator` store
+     the future of every notification and every yielded handler under a fresh uuid and
+     never remove it (only a request's own future is popped when its reply is sent), so
+     every `didChange` left two futures behind. `MmxProtocol._execute_handler` drops an
+     entry once its future is done.
+   - `WorkDoneProgress.tokens`: one future per progress token, kept after `end`;
+     `forget_progress_token` drops it.
+   - In-flight request tasks are found in `_request_futures` (`interrupt_requests`) so that
+     shutdown can cancel them and let each record its row before the records are flushed.
+7. Ordering: a handler's reply is written by a callback scheduled with `loop.call_soon` when
    the handler returns, so a callback that schedules another (`after_reply`) runs after the
    reply is written (tests/e2e/test_transport.py checks `mmx/status` follows its reply).
 """
@@ -81,6 +91,20 @@ class MmxProtocol(LanguageServerProtocol):
                 ),
             )
             return JsonRPCNotification(method="$/mmx/ignored", jsonrpc="2.0", params=None)
+
+    def _execute_handler(self, msg_id: Any, *args: Any, **kwargs: Any) -> None:
+        """pygls' own, then forget the handler's future once it is done (see 6 above)."""
+        super()._execute_handler(msg_id, *args, **kwargs)
+        future = self._request_futures.get(msg_id)
+        if future is None:
+            return
+        table = self._request_futures
+
+        def forget(done: Any) -> None:
+            if table.get(msg_id) is done:
+                del table[msg_id]
+
+        future.add_done_callback(forget)
 
     def send_parse_error(self, detail: str) -> None:
         """JSON-RPC's reply to a body that is not JSON: -32700 with a null id (the request's
@@ -239,3 +263,25 @@ def lsp_error(exc: MmxError) -> JsonRpcException:
     if isinstance(exc, InvalidParams):
         return JsonRpcInvalidParams(str(exc))
     return JsonRpcException(str(exc))  # -32603, an internal error: answering it failed
+
+
+async def interrupt_requests(server: LanguageServer, wait_s: float = 2.0) -> int:
+    """Cancel every request still being answered (but the one running this) and wait up to
+    `wait_s` for them to end, so each records what happened; how many there were."""
+    current = asyncio.current_task()
+    running: list[asyncio.Task[Any]] = []
+    for future in list(server.protocol._request_futures.values()):
+        if isinstance(future, asyncio.Task) and future is not current and not future.done():
+            running.append(future)
+    for task in running:
+        task.cancel()
+    if running:
+        await asyncio.wait(running, timeout=wait_s)
+    return len(running)
+
+
+def forget_progress_token(server: LanguageServer, token: str) -> None:
+    """Drop the future pygls keeps for a work-done progress token that has ended."""
+    tokens = getattr(server.work_done_progress, "tokens", None)
+    if isinstance(tokens, dict):
+        tokens.pop(token, None)

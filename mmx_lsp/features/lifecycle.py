@@ -146,7 +146,13 @@ def register(server: MmxServer) -> None:
         ls.reload_settings(section, pushed=True)
 
     @server.feature(types.SHUTDOWN)
-    def shutdown(ls: MmxServer, params: Any = None) -> None:
+    async def shutdown(ls: MmxServer, params: Any = None) -> None:
+        from mmx_lsp.transport import interrupt_requests
+
+        # A request still being answered ends now and leaves its row (cancelled).
+        interrupted = await interrupt_requests(ls)
+        if interrupted:
+            log.info("shutdown: %d request(s) in flight were cancelled", interrupted)
         for task in list(ls.tasks):
             task.cancel()
         ls.close_metrics()  # every record written before the editor lets the process go

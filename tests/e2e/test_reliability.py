@@ -385,3 +385,237 @@ async def test_a_canary_key_is_nowhere_but_in_the_authorization_header(tmp_path:
         assert not [text for text in seen if secret in text]
         for path in files:
             assert secret.encode() not in path.read_bytes(), path
+
+
+# --------------------------------------------------------------------------- cancellation storm
+
+
+def inline_params(uri: str, line: int) -> types.InlineCompletionParams:
+    return types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri),
+        position=types.Position(line, 4),
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Invoked
+        ),
+    )
+
+
+async def _round(client: LanguageClient, uri: str, line: int, pattern: str) -> list[bool]:
+    """Two identical requests (they share one call); `pattern` says which are cancelled:
+    "first", "second", "both" or "alone" (one request, cancelled). True for each answered."""
+    ids = [f"storm-{line}-{n}" for n in range(1 if pattern == "alone" else 2)]
+    pending = []
+    for msg_id in ids:
+        pending.append(
+            asyncio.ensure_future(
+                client.protocol.send_request_async(
+                    types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, line), msg_id=msg_id
+                )
+            )
+        )
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)  # well before the call's end (its stream takes about 0.5 s)
+    cancel = {"first": ids[:1], "second": ids[1:], "both": ids, "alone": ids}[pattern]
+    for msg_id in cancel:
+        client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
+    answered = []
+    for future in pending:
+        try:
+            await asyncio.wait_for(future, ANSWER_S)
+            answered.append(True)
+        except TimeoutError:
+            raise
+        except Exception:  # the cancelled one: -32800
+            answered.append(False)
+    return answered
+
+
+async def test_a_cancellation_storm_bills_every_completed_call_exactly_once(
+    tmp_path: Path,
+) -> None:
+    with StubServer(reply="return a + b") as cheap, StubServer() as premium:
+        cheap.chunk_delay_s = 0.12
+        client = await start_logged(tmp_path, settings(tmp_path, cheap, premium))
+        statuses = collect_statuses(client)
+        try:
+            uri = open_text(client, (tmp_path / "f.py").as_uri(), functions(40), "python")
+            patterns = ["first", "second", "both", "alone"] * 4
+            outcomes = await asyncio.gather(
+                *(_round(client, uri, 2 * n + 1, p) for n, p in enumerate(patterns))
+            )
+            for pattern, answered in zip(patterns, outcomes, strict=True):
+                expected = {
+                    "first": [False, True],
+                    "second": [True, False],
+                    "both": [False, False],
+                    "alone": [False],
+                }
+                assert answered == expected[pattern], pattern
+            await eventually(lambda: len(statuses) == 8)  # one per answered request
+            # A shared call's answer is cached even when the request that started it left.
+            first_round = patterns.index("first")
+            calls = len(cheap.requests)
+            assert await ask(client, uri, 2 * first_round + 1) == ["return a + b"]
+            assert len(cheap.requests) == calls
+            stats = await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(command="mmx.stats", arguments=[{}])
+            )
+        finally:
+            await stop(client)
+        expected_total, completed = billed_by_stubs(cheap, premium)
+    assert completed == 8, "the rounds where someone waited for the answer"
+    rows = database(tmp_path)
+    # A row for every answered request (the 8 of the storm and the cached one), and one for
+    # each cancelled request that had been routed (one cancelled before it started has none).
+    assert sum(1 for r in rows if not r["cancelled"]) == 9
+    assert len(rows) <= 29
+    total, _ = billed_in_database(rows)
+    assert total == expected_total
+    assert sum(1 for r in rows if Decimal(r["cost_usd"]) > 0) == completed, "none billed twice"
+    session = sum((Decimal(s.cost_usd_exact) for s in statuses), Decimal(0))
+    cancelled_rows = sum((Decimal(r["cost_usd"]) for r in rows if r["cancelled"]), Decimal(0))
+    assert session + cancelled_rows == expected_total
+    assert Decimal(str(stats["totals"]["cost_usd"])).quantize(Decimal("1e-9")) == (
+        expected_total.quantize(Decimal("1e-9"))
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mmx_lsp", "stats", "--json"],
+        env=isolated_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    cli = json.loads(result.stdout)["totals"]
+    assert Decimal(str(cli["cost_usd"])).quantize(Decimal("1e-9")) == (
+        expected_total.quantize(Decimal("1e-9"))
+    )
+
+
+# --------------------------------------------------------------------------- rows at exit
+
+
+def test_no_row_is_lost_when_the_editor_closes_stdin(tmp_path: Path) -> None:
+    with StubServer(reply="return a + b") as cheap, StubServer() as premium:
+        options = settings(tmp_path, cheap, premium)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mmx_lsp"],
+            env=isolated_env(tmp_path),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert server.stdin is not None and server.stdout is not None
+        try:
+
+            def send(payload: dict[str, Any]) -> None:
+                assert server.stdin is not None
+                server.stdin.write(_frame(json.dumps(payload).encode()))
+                server.stdin.flush()
+
+            init = {"capabilities": {}, "initializationOptions": options}
+            send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
+            _reply_to(server.stdout, 0)
+            send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+            uri = (tmp_path / "f.py").as_uri()
+            item = {"uri": uri, "languageId": "python", "version": 1, "text": functions(20)}
+            send(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "textDocument/didOpen",
+                    "params": {"textDocument": item},
+                }
+            )
+            for n in range(15):
+                params = {
+                    "textDocument": {"uri": uri},
+                    "position": {"line": 2 * n + 1, "character": 4},
+                    "context": {"triggerKind": 1},
+                }
+                send(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": n + 1,
+                        "method": "textDocument/inlineCompletion",
+                        "params": params,
+                    }
+                )
+            for n in range(15):
+                _reply_to(server.stdout, n + 1)
+            # One more in flight (the model takes seconds), then the editor goes away.
+            cheap.queue_modes("slow")
+            cheap.delay_s = 5
+            params = {
+                "textDocument": {"uri": uri},
+                "position": {"line": 33, "character": 4},
+                "context": {"triggerKind": 1},
+            }
+            send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 99,
+                    "method": "textDocument/inlineCompletion",
+                    "params": params,
+                }
+            )
+            deadline = time.monotonic() + ANSWER_S
+            while len(cheap.requests) < 16 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            server.stdin.close()
+            server.wait(timeout=30)
+        finally:
+            if server.poll() is None:
+                server.kill()
+    rows = database(tmp_path)
+    assert len(rows) == 16
+    assert [r["cancelled"] for r in rows].count(1) == 1, "the request in flight left a row"
+
+
+async def test_a_request_in_flight_at_shutdown_leaves_a_row(tmp_path: Path) -> None:
+    with StubServer(reply="return a + b", mode="slow") as cheap, StubServer() as premium:
+        cheap.delay_s = 5
+        client = await start_logged(tmp_path, settings(tmp_path, cheap, premium))
+        uri = open_text(client, (tmp_path / "f.py").as_uri(), functions(2), "python")
+        pending = asyncio.ensure_future(
+            client.protocol.send_request_async(
+                types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 1)
+            )
+        )
+        await eventually(lambda: len(cheap.requests) == 1)
+        started = time.monotonic()
+        await stop(client)
+        assert time.monotonic() - started < 4, "shutdown does not wait for the model"
+        pending.cancel()
+    [row] = database(tmp_path)
+    assert row["cancelled"] == 1 and Decimal(row["cost_usd"]) == 0
+
+
+# --------------------------------------------------------------------------- circuit breaker
+
+
+async def test_a_tier_that_keeps_failing_is_skipped_and_the_status_says_so(
+    tmp_path: Path,
+) -> None:
+    with StubServer() as gone:
+        refused = gone.base_url  # nothing listens there any more
+    with StubServer(reply="return a + b") as premium:
+        options = settings(tmp_path, premium, premium)
+        options["providers"]["cheapco"]["base_url"] = refused
+        client = await start_logged(tmp_path, options)
+        statuses = collect_statuses(client)
+        try:
+            uri = open_text(client, (tmp_path / "f.py").as_uri(), functions(6), "python")
+            for n in range(3):
+                assert await ask(client, uri, 2 * n + 1) == ["return a + b"]
+            started = time.monotonic()
+            assert await ask(client, uri, 7) == ["return a + b"]
+            skipped_in = time.monotonic() - started
+            await eventually(lambda: len(statuses) == 4)
+        finally:
+            await stop(client)
+    assert [s.tier for s in statuses] == ["premium"] * 4
+    assert all("cheap tier down" in s.fallback for s in statuses[:3])
+    assert statuses[3].fallback.startswith("cheap tier skipped for 30 s after 3 failures"), (
+        statuses[3].fallback
+    )
+    assert skipped_in < 1.0

@@ -159,11 +159,19 @@ async def test_a_fallback_tier_that_fails_does_not_fall_back_again() -> None:
     assert flight.error == "cheap endpoint returned 503"
 
 
-def test_only_the_request_that_started_a_flight_carries_its_cost() -> None:
+def test_exactly_one_request_carries_a_flights_cost() -> None:
     flight = Flight("cheap")
-    assert flight.claim(joined=True) is False
     assert flight.claim() is True
     assert flight.claim() is False
+    assert flight.claim() is False
+
+
+def test_a_cancelled_request_carries_the_cost_only_when_nobody_else_waits() -> None:
+    flight = Flight("cheap")
+    flight.waiters = 1  # the one that joined still waits: it will get the answer
+    assert not flight.may_claim_on_cancel()
+    flight.waiters = 0
+    assert flight.may_claim_on_cancel() and flight.claim()
 
 
 class Never:
