@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import select
 import sqlite3
 import subprocess
 import sys
@@ -194,22 +196,39 @@ def _frame(body: bytes) -> bytes:
     return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
-def _read_message(stream: Any) -> dict[str, Any]:
-    length = 0
-    while True:
-        line = stream.readline()
-        assert line, "the server closed its output"
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-        if line in (b"\r\n", b"\n") and length:
-            return json.loads(stream.read(length))
+class _Reader:
+    """LSP messages from the server's stdout, with a deadline (a missing reply fails)."""
 
+    def __init__(self, stream: Any) -> None:
+        self.fd, self.buffer = stream.fileno(), b""
+        self.replies: dict[object, dict[str, Any]] = {}
 
-def _reply_to(stream: Any, msg_id: object) -> dict[str, Any]:
-    while True:
-        message = _read_message(stream)
-        if "method" not in message and message.get("id") == msg_id:
-            return message
+    def message(self, deadline: float) -> dict[str, Any]:
+        while b"\r\n\r\n" not in self.buffer:
+            self._more(deadline)
+        header, _, rest = self.buffer.partition(b"\r\n\r\n")
+        length = int(header.split(b"Content-Length:")[1].split(b"\r\n")[0])
+        self.buffer = rest
+        while len(self.buffer) < length:
+            self._more(deadline)
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return json.loads(body)
+
+    def _more(self, deadline: float) -> None:
+        left = deadline - time.monotonic()
+        assert left > 0 and select.select([self.fd], [], [], left)[0], "no reply in time"
+        chunk = os.read(self.fd, 1 << 16)
+        assert chunk, "the server closed its output"
+        self.buffer += chunk
+
+    def reply_to(self, msg_id: object, timeout: float = ANSWER_S) -> dict[str, Any]:
+        """The reply to `msg_id` (replies to other requests read meanwhile are kept)."""
+        deadline = time.monotonic() + timeout
+        while msg_id not in self.replies:
+            message = self.message(deadline)
+            if "method" not in message:
+                self.replies[message.get("id")] = message
+        return self.replies.pop(msg_id)
 
 
 def test_malformed_json_rpc_gets_error_replies_and_one_log_line_each(tmp_path: Path) -> None:
@@ -222,6 +241,7 @@ def test_malformed_json_rpc_gets_error_replies_and_one_log_line_each(tmp_path: P
         stderr=subprocess.DEVNULL,
     )
     assert server.stdin is not None and server.stdout is not None
+    reader = _Reader(server.stdout)
     try:
 
         def send(body: bytes) -> None:
@@ -234,7 +254,7 @@ def test_malformed_json_rpc_gets_error_replies_and_one_log_line_each(tmp_path: P
                 {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}
             ).encode()
         )
-        assert "result" in _reply_to(server.stdout, 1)
+        assert "result" in reader.reply_to(1)
         send(b'{"jsonrpc": "2.0", "method": "initialized", "params": {}}')
         bad_bodies = [
             b'{"jsonrpc": "2.0", "id": 2, "method": "textDocument/inlineCompletion", "par',
@@ -243,7 +263,7 @@ def test_malformed_json_rpc_gets_error_replies_and_one_log_line_each(tmp_path: P
         ]
         for body in bad_bodies:
             send(body)
-            reply = _reply_to(server.stdout, None)
+            reply = reader.reply_to(None)
             assert reply["error"]["code"] == -32700
             assert reply["error"]["message"].startswith("Parse error")
         # Valid JSON, params of the wrong shape: an error reply naming the method.
@@ -252,10 +272,10 @@ def test_malformed_json_rpc_gets_error_replies_and_one_log_line_each(tmp_path: P
                 {"jsonrpc": "2.0", "id": 3, "method": "textDocument/codeAction", "params": 7}
             ).encode()
         )
-        assert "codeAction" in _reply_to(server.stdout, 3)["error"]["message"]
+        assert "codeAction" in reader.reply_to(3)["error"]["message"]
         # And the server still answers.
         send(json.dumps({"jsonrpc": "2.0", "id": 4, "method": "shutdown"}).encode())
-        assert _reply_to(server.stdout, 4).get("error") is None
+        assert reader.reply_to(4).get("error") is None
         send(b'{"jsonrpc": "2.0", "method": "exit"}')
         assert server.wait(timeout=30) == 0
     finally:
@@ -506,6 +526,7 @@ def test_no_row_is_lost_when_the_editor_closes_stdin(tmp_path: Path) -> None:
             stderr=subprocess.DEVNULL,
         )
         assert server.stdin is not None and server.stdout is not None
+        reader = _Reader(server.stdout)
         try:
 
             def send(payload: dict[str, Any]) -> None:
@@ -515,7 +536,7 @@ def test_no_row_is_lost_when_the_editor_closes_stdin(tmp_path: Path) -> None:
 
             init = {"capabilities": {}, "initializationOptions": options}
             send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
-            _reply_to(server.stdout, 0)
+            reader.reply_to(0)
             send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
             uri = (tmp_path / "f.py").as_uri()
             item = {"uri": uri, "languageId": "python", "version": 1, "text": functions(20)}
@@ -541,7 +562,7 @@ def test_no_row_is_lost_when_the_editor_closes_stdin(tmp_path: Path) -> None:
                     }
                 )
             for n in range(15):
-                _reply_to(server.stdout, n + 1)
+                reader.reply_to(n + 1)
             # One more in flight (the model takes seconds), then the editor goes away.
             cheap.queue_modes("slow")
             cheap.delay_s = 5
@@ -619,3 +640,61 @@ async def test_a_tier_that_keeps_failing_is_skipped_and_the_status_says_so(
         statuses[3].fallback
     )
     assert skipped_in < 1.0
+
+
+# --------------------------------------------------------------------------- privacy
+
+
+PRIVATE = {
+    ".env": ".env",
+    "secrets/": "ops/secrets/db.py",
+    "deploy/*.yaml": "deploy/prod.yaml",
+    "**/*.pem": "certs/site.pem",
+    "/config/credentials.py": "config/credentials.py",
+}
+# Paths like the excluded ones that the same patterns do not match (gitignore's rule).
+PUBLIC = ["deploy/eu/prod.yaml", "lib/config/credentials.py", "env.py"]
+
+
+async def test_no_pattern_form_lets_an_excluded_file_reach_a_model(tmp_path: Path) -> None:
+    with StubServer(reply="return a + b") as cheap, StubServer(reply="return a + b") as premium:
+        options = settings(tmp_path, cheap, premium)
+        options["privacy"] = {"exclude": [*PRIVATE, "../outside/*.py"]}
+        client = await start_logged(tmp_path, options)
+        statuses = collect_statuses(client)
+        whole = types.Range(types.Position(0, 0), types.Position(2, 0))
+        try:
+            for number, relative in enumerate([*PRIVATE.values(), *PUBLIC]):
+                text = f"def f(a, b):\n    canary_{number} = 1\n    \n"
+                uri = open_text(client, (tmp_path / relative).as_uri(), text, "python")
+                await ask(client, uri, 2)
+                await client.text_document_completion_async(
+                    types.CompletionParams(
+                        text_document=types.TextDocumentIdentifier(uri),
+                        position=types.Position(2, 4),
+                        context=types.CompletionContext(
+                            trigger_kind=types.CompletionTriggerKind.Invoked
+                        ),
+                    )
+                )
+                for kind in ("refactor.rewrite.mmx", "refactor.mmx.explain"):
+                    actions = await client.text_document_code_action_async(
+                        types.CodeActionParams(
+                            text_document=types.TextDocumentIdentifier(uri),
+                            range=whole,
+                            context=types.CodeActionContext(diagnostics=[], only=[kind]),
+                        )
+                    )
+                    for action in actions or []:
+                        if isinstance(action, types.CodeAction):
+                            await client.code_action_resolve_async(action)
+            await eventually(lambda: len(statuses) >= 4 * len(PUBLIC))
+        finally:
+            await stop(client)
+        sent = json.dumps(cheap.requests + premium.requests)
+    for number in range(len(PRIVATE)):
+        assert f"canary_{number} " not in sent, list(PRIVATE)[number]
+    for number in range(len(PRIVATE), len(PRIVATE) + len(PUBLIC)):
+        assert f"canary_{number} " in sent, "a public file does reach the model"
+    warnings = [m.message for m in client.messages if "can never match" in m.message]
+    assert warnings and "../outside/*.py" in warnings[0]
