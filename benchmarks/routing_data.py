@@ -216,7 +216,9 @@ def fit_router(
             "requests": len(items),
             "classes": len({it.task_id for it in items}),
             "kinds": ["inline"],
-            "holes": sorted({str(it.features["hole"]) for it in items}),
+            # Every request of the data writes a whole method body (its README), whatever the
+            # hole measure says of a few; the router applies to bodies only.
+            "holes": ["body"],
             "languages": ["python"],
             "cheap": cheap,
             "premium": PREMIUM_MODEL,

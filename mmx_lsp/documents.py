@@ -437,13 +437,36 @@ class Document:
                 chosen = node
             node = parent
         if chosen is None:
-            # Between top-level statements (or past them): take the neighbours.
-            r0 = max(0, start_row - 20)
+            # Between top-level statements (or past them): the neighbours, starting where the
+            # code before begins (never inside it: a region cut into a docstring misparses).
+            r0 = self._start_of_code_before(root, start_row)
             r1 = min(last_row, end_row + 20)
             return r0, r1
         r0 = min(chosen.start_point.row, start_row)
         r1 = max(chosen.end_point.row, end_row)
         return max(0, r0), min(last_row, r1)
+
+    def _start_of_code_before(self, root: Node, row: int) -> int:
+        """The first row of the innermost node of at most MAX_REGION_LINES rows that ends
+        before `row` and is the last such at its level (row - 20 when there is none)."""
+        cursor = root.walk()
+        # (Node.first_named_child_for_byte crashes past the last child; the cursor does not.)
+        found = cursor.goto_first_child_for_point((row, 0))
+        node: Node | None
+        if found is None:
+            node = root.named_children[-1] if root.named_child_count else None
+        else:
+            node = cursor.node
+            while node is not None and (node.start_point.row >= row or not node.is_named):
+                node = node.prev_named_sibling
+        while node is not None and node.end_point.row - node.start_point.row >= MAX_REGION_LINES:
+            inner = node.named_children[-1] if node.named_child_count else None
+            if inner is None or inner.start_point.row >= row:
+                break
+            node = inner
+        if node is None or row - node.start_point.row > MAX_REGION_LINES:
+            return max(0, row - 20)
+        return node.start_point.row
 
     def span(self, start_row: int, end_row: int) -> Span | None:
         """A local tree of the definitions around rows [start_row, end_row]."""

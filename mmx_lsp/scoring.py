@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from mmx_lsp.kinds import Kind
 from mmx_lsp.languages import LanguageSpec, grammar
-from mmx_lsp.place import Place, measure_place
+from mmx_lsp.place import HEADER_ROWS, Place, measure_place
 from mmx_lsp.tokens import tokens_for_bytes
 
 if TYPE_CHECKING:
@@ -390,7 +390,9 @@ def _hole(doc: Document, row: int, index: int, local_row: int, root: Node, spec:
     above = doc.line_text(above_row).rstrip() if above_row >= 0 else ""
     is_docstring_end = above.endswith(('"""', "'''", "*/"))
     opens = bool(_OPENERS.search(above))
-    definition_above = _definition_header_above(root, local_row - (row - above_row), spec)
+    definition_above = _definition_header_above(
+        root, local_row - (row - above_row), len(above) - len(above.lstrip()), spec
+    )
     if definition_above and (opens or is_docstring_end) and not _has_body_below(doc, row):
         return "body"
     if opens:
@@ -398,14 +400,16 @@ def _hole(doc: Document, row: int, index: int, local_row: int, root: Node, spec:
     return "line"
 
 
-def _definition_header_above(root: Node, local_row: int, spec: object) -> bool:
+def _definition_header_above(root: Node, local_row: int, column: int, spec: object) -> bool:
+    """Whether the code at (`local_row`, `column`, the line's first character) belongs to a
+    definition whose header is at most HEADER_ROWS above (a docstring or signature)."""
     if local_row < 0:
         return False
-    node = root.named_descendant_for_point_range((local_row, 0), (local_row, 0))
+    node = root.named_descendant_for_point_range((local_row, column), (local_row, column))
     definitions: frozenset[str] = getattr(spec, "definitions", frozenset())
     while node is not None:
         if node.type in definitions:
-            return node.start_point.row >= local_row - 12
+            return node.start_point.row >= local_row - HEADER_ROWS
         node = node.parent
     return False
 

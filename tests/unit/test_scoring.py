@@ -162,3 +162,27 @@ def test_measuring_once_for_several_kinds_matches_measuring_each(kind: str) -> N
     start, end = (row_of(LEDGER, "def balance"), 0), (row_of(LEDGER, "def statement") + 3, 0)
     once = for_kind(measure(doc, Request("refactor", start, end)), kind)
     assert once == measure(doc, Request(kind, start, end))
+
+
+def test_past_the_last_node_a_region_starts_where_code_starts_never_in_a_docstring() -> None:
+    """At the end of a file, past every top-level node, the region parsed on its own starts
+    where the code before it starts: cut into a docstring, its quotes pair the wrong way and
+    the body after the last docstring reads as a line."""
+    from mmx_lsp.documents import Document
+    from mmx_lsp.scoring import Request, measure
+
+    methods = "".join(
+        f'\n    @staticmethod\n    def m{i}(n):\n        """\n'
+        + "        Generates a list of all arrangements by selecting items.\n" * 3
+        + "        :return: List, a list of all arrangements.\n"
+        + f"        >>> K.m{i}(4)\n        [[1], [2], [1, 2], [2, 1]]\n\n"
+        + '        """\n        \n'
+        for i in range(6)
+    )
+    doc = Document.open("file:///k.py", "python", 1, "class K:\n" + methods)
+    last = len(doc.lines) - 2  # the indented blank line after the last docstring
+    assert doc.line_text(last) == " " * 8
+    first, _ = doc.region_rows(last, last)
+    assert doc.line_text(first).startswith(("class ", "    @staticmethod", "    def "))
+    features = measure(doc, Request("inline", (last, 8)))
+    assert features.hole == "body" and features.place.doc_examples == 1
