@@ -203,6 +203,37 @@ def _repeats_context(before: str, answer: str) -> str | None:
         for start in range(len(above) - size + 1):
             if above[start : start + size] == head:
                 return f"the answer repeats {size} lines of the code above it"
+    return _copies_prompt(before, answer)
+
+
+# The line a prompt puts where it left lines out (prompts._render): `# ...`, `// ...`.
+_ELISION = re.compile(r"^\s*(#|//|--|;)\s*\.\.\.\s*$")
+
+
+def _copies_prompt(before: str, answer: str) -> str | None:
+    """The answer starts with lines from anywhere above it, as a prompt shows them: picked
+    out of the file (imports, the enclosing definition's head) with `...` where lines were
+    left out. A model that copies its prompt's context writes such lines; they are not in
+    the document in that order and place, so the plain repetition check misses them."""
+    lines = [line.strip() for line in answer.splitlines() if line.strip()][:8]
+    elided = any(_ELISION.match(line) for line in lines)
+    head = [line for line in lines if not _ELISION.match(line)]
+    above = [line.strip() for line in before.splitlines() if line.strip()]
+    if elided and len(head) >= 2:
+        # Every line but a last one cut short (the copy may stop mid-line).
+        whole = head[:-1] if len(head) > 2 else head
+        if all(line in above for line in whole):
+            return "the answer copies the prompt's context: lines from above, with its '...'"
+    if len(head) < 3 or sum(len(line) for line in head[:3]) < 40:
+        return None
+    # Three lines from above, in order, within a dozen lines of each other.
+    for start, line in enumerate(above):
+        if line != head[0]:
+            continue
+        window = above[start : start + 12]
+        second = next((i for i, x in enumerate(window) if x == head[1] and i > 0), None)
+        if second is not None and head[2] in window[second + 1 :]:
+            return "the answer copies lines from the code above it (the prompt's context)"
     return None
 
 

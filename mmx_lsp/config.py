@@ -133,12 +133,12 @@ def _default_limits() -> dict[LimitKey, KindLimits]:
     # still serve a hosted one: a line needs the lines around it, a body its definition and
     # neighbours; ghost text later than a few seconds is useless, an edit is worth a wait.
     return {
-        "line": KindLimits(context_tokens=384, max_output_tokens=48, deadline_s=4.0, stop=["\n"]),
+        "line": KindLimits(context_tokens=192, max_output_tokens=48, deadline_s=4.0, stop=["\n"]),
         "block": KindLimits(
-            context_tokens=768, max_output_tokens=160, deadline_s=6.0, stop=["\n\n\n"]
+            context_tokens=384, max_output_tokens=128, deadline_s=6.0, stop=["\n\n\n"]
         ),
         "body": KindLimits(
-            context_tokens=1024, max_output_tokens=320, deadline_s=10.0, stop=["\n\n\n"]
+            context_tokens=640, max_output_tokens=256, deadline_s=10.0, stop=["\n\n\n"]
         ),
         "refactor": KindLimits(context_tokens=2000, max_output_tokens=2048, deadline_s=60.0),
         "fix": KindLimits(context_tokens=2000, max_output_tokens=2048, deadline_s=60.0),

@@ -97,6 +97,8 @@ class Pipeline:
         self._calls: dict[str, cascade.Flight] = {}
         self._suggestions = Suggestions()
         self._latencies = cascade.Latencies()
+        # The completion in progress per document, and the document version it was asked for.
+        self._inline: dict[str, tuple[asyncio.Task[Any], int]] = {}
         self._settings: Settings | None = None
         self._providers: Providers | None = None
         self._cache: Cache | None = None
@@ -156,6 +158,7 @@ class Pipeline:
                 reused = self._typed_ahead(kind, place)
                 if reused is not None:
                     return reused
+            self._supersede(doc.uri, asked_at)
         request_id = new_request_id()
         settings, _providers, cache = self._refresh()
         decision = self._decide(settings, doc, kind, place, request_id)
@@ -272,6 +275,18 @@ class Pipeline:
             self.reporter.status(status, progress)
         self._record(status, decision=decision, flight=flight, hit=hit, queue_ms=queue_ms, doc=doc)
         return Answer(request_id, text, status, decision)
+
+    def _supersede(self, uri: str, version: int) -> None:
+        """The latest completion of a document wins: one asked for an older version of it is
+        stale (the editor asks again for the new text), so it is cancelled, which closes its
+        model call. A model on this machine serves one call at a time, and a stale call
+        would hold up (or cut short) the one that matters."""
+        task = asyncio.current_task()
+        old = self._inline.get(uri)
+        if old is not None and old[0] is not task and old[1] < version and not old[0].done():
+            old[0].cancel()
+        if task is not None:
+            self._inline[uri] = (task, version)
 
     def _decide(
         self, settings: Settings, doc: Document, kind: Kind, place: Place, request_id: str

@@ -413,7 +413,7 @@ class Providers:
             except TimeoutError:
                 breaker.timed_out()
                 raise ProviderTimeout(
-                    f"{target.where}: no complete answer within {deadline_s:g} s"
+                    f"{target.where}: no complete answer within {deadline_s:.1f} s"
                 ) from None
             except ProviderError as exc:
                 delay = self._delay(exc, attempts)

@@ -644,3 +644,37 @@ async def test_a_code_action_on_a_fill_in_the_middle_tier_is_sent_as_chat(
         assert "<selection>\ndef add(a, b):\n    return a+b\n" in body["messages"][-1]["content"]
     finally:
         await stop(client)
+
+
+async def test_a_completion_for_an_older_text_is_cancelled_by_the_next_one(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    """The latest completion of a document wins: the editor did not cancel the first one, but
+    the text changed and a new one was asked for, so the stale call is closed (a model on the
+    same machine serves one call at a time) and only the new one is answered."""
+    cheap.chunk_delay_s = 0.5
+    client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
+        statuses = collect_statuses(client)
+        first = asyncio.ensure_future(inline(client, uri))
+        await eventually(lambda: len(cheap.requests) == 1)
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(version=2, uri=uri),
+                content_changes=[
+                    types.TextDocumentContentChangePartial(types.Range(BODY, BODY), "r")
+                ],
+            )
+        )
+        cheap.chunk_delay_s = 0.0
+        second = await inline(client, uri, types.Position(1, 5))
+        with pytest.raises(Exception, match="cancel"):
+            await asyncio.wait_for(first, TIMEOUT_S)
+        assert await asyncio.to_thread(cheap.wait_for_disconnect, TIMEOUT_S)
+        assert items(second)
+        await eventually(lambda: len(statuses) == 1)
+        stats = await command(client, "mmx.stats", {})
+        assert stats["totals"]["cancelled"] == 1 and stats["totals"]["requests"] == 2
+    finally:
+        await stop(client)

@@ -419,7 +419,7 @@ async def test_typing_in_a_real_file_gets_ghost_text_within_the_default_deadline
         # A keystroke that typed the start of the last suggestion is answered with its rest.
         assert status.input_tokens > 0 or status.reason.startswith("the rest of the previous")
         # Counted by llama.cpp's tokenizer, so not marked as an estimate (this model's
-        # byte-level vocabulary makes a line's 384-token context about 1,200 of its tokens;
+        # byte-level vocabulary makes a line's 192-token context about 600 of its tokens;
         # its gibberish answer, cut at 48 tokens, retokenizes to a few more).
         assert status.usage_estimated is False
         assert status.output_tokens <= 1.3 * Settings().limits["line"].max_output_tokens

@@ -76,7 +76,7 @@ def test_a_line_completion_is_small_and_ends_at_the_line_on_a_fim_tier() -> None
 def test_limits_are_settings() -> None:
     settings = fim_settings(line={"deadline_s": 2.5, "stop": ["\n", ";"]})
     shape = calls.request_shape(settings, "inline", "line")
-    assert (shape.deadline_s, shape.stop, shape.context_tokens) == (2.5, ("\n", ";"), 384)
+    assert (shape.deadline_s, shape.stop, shape.context_tokens) == (2.5, ("\n", ";"), 192)
     assert calls.request_shape(settings, "inline", "body").deadline_s == 10.0
     bad = config.load([config.Source("test", {"limits": {"line": {"stop": [""]}}})])
     assert bad.issues and "stop" in bad.issues[0].key

