@@ -154,7 +154,9 @@ async def huge_line(keystrokes: int) -> dict[str, float]:
             while not statuses:
                 await asyncio.sleep(0.01)
             status = statuses[-1]
-            ratio = float(Decimal(str(status.estimate_usd.cheap)) / Decimal(status.cost_usd_exact))
+            # The estimate for the tier that answered, against what its call cost.
+            estimate = Decimal(str(getattr(status.estimate_usd, status.tier)))
+            ratio = float(estimate / Decimal(status.cost_usd_exact))
         finally:
             await stop_server(client)
     return {
@@ -207,7 +209,7 @@ async def run(iterations: int, keystrokes: int) -> int:
         ("3.6 MB line: memory added, MB", "open + keystrokes", huge["added_mb"], 50),
         (
             "3.6 MB line: estimate ÷ cost of the prompt sent",
-            "inline request, cheap tier (goal: within 2×)",
+            "inline request, the routed tier (goal: within 2×)",
             huge["ratio"],
             2,
         ),

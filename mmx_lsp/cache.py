@@ -82,6 +82,11 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("mmx", appauthor=False))
 
 
+# Bounds on what the disk cache's SQLite keeps in memory (pages of 4 KB; bytes mapped).
+SQLITE_CACHE_PAGES = 512
+SQLITE_MMAP_BYTES = 4 * 1024 * 1024
+
+
 class DiskCache:
     """diskcache on the local disk, opened on first use.
 
@@ -105,8 +110,15 @@ class DiskCache:
         if self._cache is None and not self._broken:
             try:
                 # A short SQLite timeout: a busy cache is a miss, never a stalled request.
+                # SQLite's page cache and memory map count in the server's resident memory
+                # as the file grows (diskcache's defaults allow 32 MB and 64 MB): a few MB
+                # hold the entries a session reads again.
                 self._cache = diskcache.Cache(
-                    str(self.directory), timeout=0.25, size_limit=self._size_limit
+                    str(self.directory),
+                    timeout=0.25,
+                    size_limit=self._size_limit,
+                    sqlite_cache_size=SQLITE_CACHE_PAGES,
+                    sqlite_mmap_size=SQLITE_MMAP_BYTES,
                 )
             except (sqlite3.Error, OSError) as exc:
                 self._fail(exc)
