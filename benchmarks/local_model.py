@@ -171,6 +171,7 @@ async def replay(base_url: str, max_pause_s: float) -> dict[str, Any]:
     return {
         "statuses": statuses,
         "shown": shown_after_keystroke,
+        "outcomes": outcomes,
         "seconds": time.perf_counter() - began,
     }
 
