@@ -176,6 +176,31 @@ async def replay(base_url: str, max_pause_s: float) -> dict[str, Any]:
     }
 
 
+async def eval_suite(base_url: str) -> dict[str, list[tuple[float, bool]]]:
+    """Each task of the eval suite (fixtures/eval) on the cheap tier, as the server calls it:
+    the decision's pre-call estimate ÷ the billed cost, by kind."""
+    from mmx_lsp import config, engine
+    from mmx_lsp.evaluation import Contender, answer, load_suite
+    from mmx_lsp.providers import Providers
+
+    settings = config.load([config.Source("benchmark", options(base_url))]).settings
+    providers = Providers(settings, environ={}, breaker=None)
+    contender = Contender.for_tier(settings, "cheap")
+    found: dict[str, list[tuple[float, bool]]] = {}
+    try:
+        for task in load_suite(ROOT / "fixtures/eval").tasks:
+            decision = engine.decide(settings, task.document(), task.request())
+            outcome = await answer(providers, contender, task)
+            if outcome.error is not None or outcome.cost_usd <= 0:
+                print(f"  eval {task.name}: {outcome.error or 'nothing billed'}")
+                continue
+            ratio = float(decision.estimate_usd["cheap"] / outcome.cost_usd)
+            found.setdefault(task.kind, []).append((ratio, outcome.usage_estimated))
+    finally:
+        await providers.aclose()
+    return found
+
+
 def ratios(statuses: list[dict[str, Any]]) -> dict[str, list[tuple[float, bool]]]:
     """Pre-call estimate ÷ billed cost of each request with one model call, by kind."""
     found: dict[str, list[tuple[float, bool]]] = {}
@@ -196,12 +221,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-pause", type=float, default=3.0, help="longest pause kept, s")
+    parser.add_argument("--no-eval", action="store_true", help="skip the eval suite's ratios")
     args = parser.parse_args()
     model = model_path()
     log = Path(tempfile.mkdtemp(prefix="mmx-llama-")) / "llama.log"
     llama, base_url = start_llama(model, args.threads, log)
     try:
         run = asyncio.run(replay(base_url, args.max_pause))
+        suite = {} if args.no_eval else asyncio.run(eval_suite(base_url))
     finally:
         llama.terminate()
         llama.wait(timeout=30)
@@ -230,12 +257,14 @@ def main() -> int:
             f"{name} {count}" for name, count in sorted(outcomes.items(), key=lambda x: -x[1])
         )
     )
-    for kind, values in sorted(ratios(statuses).items()):
+    rows = [("typing replay", kind, v) for kind, v in sorted(ratios(statuses).items())]
+    rows += [("eval suite", kind, v) for kind, v in sorted(suite.items())]
+    for where, kind, values in rows:
         within = sum(1 for r, _ in values if 0.5 <= r <= 2.0)
         estimated = sum(1 for _, e in values if e)
         rs = sorted(r for r, _ in values)
         print(
-            f"{kind}: estimate ÷ billed within 0.5–2× for {within} of {len(values)} "
+            f"{where}, {kind}: estimate ÷ billed within 0.5–2× for {within} of {len(values)} "
             f"({within / len(values):.0%}); median {statistics.median(rs):.2f}, "
             f"range {rs[0]:.2f}–{rs[-1]:.2f}; billed on estimated tokens: {estimated}"
         )
