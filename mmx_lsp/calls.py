@@ -7,7 +7,7 @@ same prompt and judge the same cleaned-up answer.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from mmx_lsp import prompts
@@ -15,7 +15,7 @@ from mmx_lsp.checks import CHECKS, WHOLE_FILE_CHECKS
 from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, is_action_kind
 from mmx_lsp.pricing import Usage
 from mmx_lsp.providers import ModelRequest
-from mmx_lsp.tokens import chars_for_tokens, estimate_tokens
+from mmx_lsp.tokens import chars_for_tokens, tokens_for_bytes
 from mmx_lsp.verify import Verdict, verify_edit
 
 if TYPE_CHECKING:
@@ -94,9 +94,11 @@ class Snapshot:
     line_before: str
     line_after: str
     outline: prompts.Outline | None = None
-    # The whole document's lines then (a shallow copy; empty when too large to check whole)
-    # and the request's (row, index) places in them: answers are verified in the document.
-    lines: tuple[str, ...] = ()
+    # The document and its version then, and the request's (row, index) places in it:
+    # answers are verified in the whole document while it is still that version. Nothing is
+    # copied here: a snapshot is taken for every decision, and most never call a model.
+    document: Document | None = field(default=None, compare=False, repr=False)
+    version: int = 0
     places: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
 
     @property
@@ -110,17 +112,20 @@ VERIFY_WHOLE_CHARS = 1_000_000
 
 
 def verify_answer(snap: Snapshot, kind: Kind, answer: str) -> Verdict:
-    """The server's check of an answer, in place in the document as the request saw it."""
-    if not snap.lines:
+    """The server's check of an answer, in place in the document as the request saw it: the
+    whole document while it has not changed since (and is not too large), else the excerpt
+    without the checks that need the whole file."""
+    doc = snap.document
+    lines = doc.lines if doc is not None and doc.version == snap.version else None
+    text = "".join(lines) if lines is not None else ""
+    if lines is None or len(text) > VERIFY_WHOLE_CHARS:
         checks = tuple(c for c in CHECKS if c not in WHOLE_FILE_CHECKS)
         return verify_edit(
             snap.language, snap.text, snap.start, snap.end, answer, kind, checks=checks
         )
     (r0, i0), (r1, i1) = snap.places
-    text = "".join(snap.lines)
-    before_start = sum(len(line) for line in snap.lines[:r0])
-    start = before_start + i0
-    end = sum(len(line) for line in snap.lines[:r1]) + i1 if (r1, i1) != (r0, i0) else start
+    start = sum(len(line) for line in lines[:r0]) + i0
+    end = sum(len(line) for line in lines[:r1]) + i1 if (r1, i1) != (r0, i0) else start
     return verify_edit(snap.language, text, start, end, answer, kind)
 
 
@@ -147,7 +152,6 @@ def take_snapshot(
     budget = chars_for_tokens(context_tokens)
     excerpt = doc.excerpt((r0, i0), (r1, i1), budget)
     line = doc.line_text(r0)
-    whole = doc.size_bytes <= VERIFY_WHOLE_CHARS and not doc.binary
     return Snapshot(
         uri=doc.uri,
         language=doc.language,
@@ -158,7 +162,8 @@ def take_snapshot(
         line_before=line[:i0],
         line_after=line[i0:],
         outline=excerpt.outline if doc.spec is not None else None,
-        lines=tuple(doc.lines) if whole else (),
+        document=None if doc.binary else doc,
+        version=doc.version,
         places=((r0, i0), (r1, i1)),
     )
 
@@ -265,11 +270,17 @@ MESSAGE_FRAMING_TOKENS = 4
 
 
 def prompt_tokens(prompt: prompts.Prompt) -> int:
-    """An estimate of the input tokens of `prompt`, as it is sent."""
+    """An estimate of the input tokens of `prompt`, as it is sent: from its size, the
+    calibrated shortcut of `tokens.py` (a pre-call estimate is made at every decision, on the
+    keystroke path)."""
     if prompt.messages is not None:
         contents = [m.get("content", "") for m in prompt.messages]
-        return sum(estimate_tokens(c) + MESSAGE_FRAMING_TOKENS for c in contents)
-    return estimate_tokens(prompt.prompt or "") + estimate_tokens(prompt.suffix or "")
+        return sum(_size_tokens(c) + MESSAGE_FRAMING_TOKENS for c in contents)
+    return _size_tokens(prompt.prompt or "") + _size_tokens(prompt.suffix or "")
+
+
+def _size_tokens(text: str) -> int:
+    return tokens_for_bytes(len(text.encode("utf-8")))
 
 
 def prompt_usage(
@@ -284,10 +295,13 @@ def prompt_usage(
     and would write (`output_tokens`, capped as its call would be): a pre-call estimate
     made of what is sent."""
     usage: dict[str, Usage] = {}
+    counted: dict[tuple[str, int], int] = {}  # tiers with the same API and budget: one prompt
     for tier, tier_config in settings.tiers.items():
-        prompt = build_prompt(kind, snap, tier_config, diagnostics, shape)
+        same = (request_api(tier_config, kind), context_tokens(shape, tier_config))
+        if same not in counted:
+            counted[same] = prompt_tokens(build_prompt(kind, snap, tier_config, diagnostics, shape))
         cap = min(tier_config.max_output_tokens, shape.max_output_tokens)
-        usage[tier] = Usage(prompt_tokens(prompt), min(output_tokens, cap))
+        usage[tier] = Usage(counted[same], min(output_tokens, cap))
     return usage
 
 
