@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from mmx_lsp import prompts
 from mmx_lsp.checks import CHECKS, WHOLE_FILE_CHECKS
+from mmx_lsp.config import limit_key
 from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, is_action_kind
 from mmx_lsp.pricing import Usage
 from mmx_lsp.providers import ModelRequest
@@ -36,16 +37,6 @@ class Shape:
     max_output_tokens: int
     deadline_s: float
     stop: tuple[str, ...] = ()
-
-
-def limit_key(kind: Kind, hole: object = None) -> LimitKey:
-    """Which `limits` entry a request follows: the hole of a completion (an expression
-    counts as a line), the kind of a code action."""
-    if is_action_kind(kind):
-        return kind
-    if hole in ("block", "body"):
-        return "block" if hole == "block" else "body"
-    return "line"
 
 
 def request_shape(settings: Settings, kind: Kind, hole: object = None) -> Shape:

@@ -7,6 +7,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -21,7 +22,7 @@ from pydantic import (
 )
 
 from mmx_lsp import globs
-from mmx_lsp.kinds import TIERS, Kind, Tier
+from mmx_lsp.kinds import TIERS, Kind, Tier, is_action_kind
 
 CONFIG_SCHEMA_VERSION = 1
 
@@ -126,6 +127,23 @@ class KindLimits(_Section):
         if any(not item for item in value):
             raise ValueError("a stop sequence cannot be empty")
         return value
+
+
+def limit_key(kind: Kind, hole: object = None) -> LimitKey:
+    """Which `limits` entry a request follows: the hole of a completion (an expression
+    counts as a line), the kind of a code action."""
+    if is_action_kind(kind):
+        return kind
+    if hole in ("block", "body"):
+        return "block" if hole == "block" else "body"
+    return "line"
+
+
+@cache
+def default_context_tokens(key: LimitKey) -> int:
+    """The context budget of a `limits` entry by default (for estimates made without
+    settings, such as a request's features)."""
+    return _default_limits()[key].context_tokens
 
 
 def _default_limits() -> dict[LimitKey, KindLimits]:

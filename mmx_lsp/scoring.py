@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TYPE_CHECKING, Literal
 
+from mmx_lsp.config import default_context_tokens, limit_key
 from mmx_lsp.kinds import Kind
 from mmx_lsp.languages import LanguageSpec, grammar
 from mmx_lsp.place import HEADER_ROWS, Place, measure_place
@@ -51,16 +52,6 @@ NEAR_ROWS = 5
 
 # Rough output sizes (tokens) for the estimate of a request's cost.
 OUTPUT_TOKENS = {"expression": 16, "line": 32, "block": 96, "body": 200}
-# The most context a prompt carries around the request, per kind (the prompt builders'
-# budgets): a cost estimate counts what would really be sent, not the whole region.
-PROMPT_CONTEXT_TOKENS = {
-    "inline": 1500,
-    "completion": 1500,
-    "refactor": 2000,
-    "fix": 2000,
-    "explain": 2000,
-    "docstring": 2000,
-}
 PROMPT_OVERHEAD_TOKENS = {
     "inline": 90,
     "completion": 90,
@@ -209,7 +200,7 @@ def measure(doc: Document, request: Request) -> Features:
     external = _external_identifiers(scope, span.text, spec)
     errors = _errors_near(root, local_r0 - NEAR_ROWS, local_r1 + NEAR_ROWS)
 
-    input_tokens = _input_estimate(kind, context_tokens, selection_tokens)
+    input_tokens = _input_estimate(kind, hole, context_tokens, selection_tokens)
     output_tokens = _output_estimate(kind, hole, selection_tokens, enclosing_lines)
     # What a body or block is asked to write; a keystroke inside a line needs none of it.
     place = (
@@ -252,7 +243,7 @@ def for_kind(features: Features, kind: Kind) -> Features:
         features,
         kind=kind,
         estimated_input_tokens=_input_estimate(
-            kind, features.context_tokens, features.selection_tokens
+            kind, features.hole, features.context_tokens, features.selection_tokens
         ),
         estimated_output_tokens=_output_estimate(
             kind, features.hole, features.selection_tokens, features.enclosing_lines
@@ -268,7 +259,7 @@ def _plain_features(
     kind = request.kind
     # What a prompt could draw on around the request: a huge line (minified code) counts
     # only up to twice the prompt's budget, and is not copied to be measured.
-    cap = 2 * PROMPT_CONTEXT_TOKENS.get(kind, 2000)
+    cap = 2 * default_context_tokens(limit_key(kind, "line"))
     chars = 0 if doc.binary else sum(map(len, doc.lines[lo : hi + 1]))
     if chars > cap * 8:
         context_tokens = max(cap, selection_tokens)
@@ -289,15 +280,15 @@ def _plain_features(
         external_identifiers=0,
         syntax_errors=0,
         enclosing_lines=0,
-        estimated_input_tokens=_input_estimate(kind, context_tokens, selection_tokens),
+        estimated_input_tokens=_input_estimate(kind, hole, context_tokens, selection_tokens),
         estimated_output_tokens=_output_estimate(kind, hole, selection_tokens, 0),
     )
 
 
-def _input_estimate(kind: str, context_tokens: int, selection_tokens: int) -> int:
-    """Tokens the prompt would carry: the context up to the prompt's budget, the selection
-    (always sent whole) and the template's own words."""
-    context = min(context_tokens, PROMPT_CONTEXT_TOKENS.get(kind, 2000))
+def _input_estimate(kind: Kind, hole: Hole, context_tokens: int, selection_tokens: int) -> int:
+    """Tokens the prompt would carry: the context up to the prompt's budget (the default
+    `limits` of config.py), the selection (always sent whole) and the template's own words."""
+    context = min(context_tokens, default_context_tokens(limit_key(kind, hole)))
     return context + selection_tokens + PROMPT_OVERHEAD_TOKENS.get(kind, 100)
 
 
