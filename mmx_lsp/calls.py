@@ -6,6 +6,7 @@ same prompt and judge the same cleaned-up answer.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -294,6 +295,29 @@ def prompt_usage(
         cap = min(tier_config.max_output_tokens, shape.max_output_tokens)
         usage[tier] = Usage(counted[same], min(output_tokens, cap))
     return usage
+
+
+def inline_usage(
+    settings: Settings, kind: Kind, doc: Document, row: int, output_tokens: int, shape: Shape
+) -> dict[str, Usage]:
+    """`prompt_usage` of an inline completion at `row` without building its prompt (this one
+    is made at every keystroke): the prompt's fixed part for its template, plus the context
+    it would carry, its budget or what the document has near the cursor, whichever is less.
+    tests/unit/test_calls.py keeps it within a few per cent of the prompt that is built."""
+    usage: dict[str, Usage] = {}
+    for tier, tier_config in settings.tiers.items():
+        budget = chars_for_tokens(context_tokens(shape, tier_config))
+        context = tokens_for_bytes(doc.chars_near(row, budget))
+        fixed = _template_tokens(doc.language, request_api(tier_config, kind))
+        cap = min(tier_config.max_output_tokens, shape.max_output_tokens)
+        usage[tier] = Usage(fixed + context, min(output_tokens, cap))
+    return usage
+
+
+@functools.cache
+def _template_tokens(language: str, api: str) -> int:
+    """The tokens of an inline prompt with no context: its instructions and framing."""
+    return prompt_tokens(prompts.build_inline("", 0, language, 1, api))
 
 
 def clean_answer(kind: Kind, snap: Snapshot, text: str) -> str:

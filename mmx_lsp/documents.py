@@ -218,6 +218,28 @@ class Document:
     def text(self) -> str:
         return "".join(self.lines)
 
+    def chars_near(self, row: int, limit: int) -> int:
+        """The characters a prompt's context of at most `limit` characters takes around
+        `row`: its line (clipped), then whole lines outwards, each side until a line does not
+        fit (as `prompts` chooses them, two lines above for each line below)."""
+        lines = self.lines
+        if not 0 <= row < len(lines):
+            return 0
+        total = min(len(lines[row]), limit)
+        low, high = row, row + 1
+        up, down = True, True
+        while up or down:
+            for _ in range(2):
+                up = up and low > 0 and total + len(lines[low - 1]) <= limit
+                if up:
+                    low -= 1
+                    total += len(lines[low])
+            down = down and high < len(lines) and total + len(lines[high]) <= limit
+            if down:
+                total += len(lines[high])
+                high += 1
+        return total
+
     def line_text(self, row: int) -> str:
         return _strip_eol(self.lines[row]) if 0 <= row < len(self.lines) else ""
 

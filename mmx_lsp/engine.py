@@ -10,7 +10,7 @@ from decimal import Decimal
 from mmx_lsp import calls
 from mmx_lsp.config import Settings
 from mmx_lsp.documents import Document
-from mmx_lsp.kinds import Kind, Tier
+from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier
 from mmx_lsp.pricing import Usage
 from mmx_lsp.router import Router
 from mmx_lsp.routing import Decision, route
@@ -90,17 +90,22 @@ def prompt_usage(
     settings: Settings, doc: Document, request: Request, features: Features
 ) -> dict[str, Usage]:
     """The tokens each tier would be sent for this request (its prompt, counted) and the
-    answer's estimated size: what a pre-call estimate prices. Remembered until the document
-    changes."""
+    answer's estimated size: what a pre-call estimate prices. An inline completion's prompt is
+    sized without being built (`calls.inline_usage`): it is priced at every keystroke.
+    Remembered until the document changes."""
     key = ("prompt usage", request, features.kind)
     found = doc.memo.get(key)
     if isinstance(found, tuple) and found[0] is settings:
         return dict(found[1])
     shape = calls.request_shape(settings, features.kind, features.hole)
-    snap = calls.take_snapshot(doc, request.start, request.end, context_tokens=shape.context_tokens)
-    usage = calls.prompt_usage(
-        settings, features.kind, snap, features.estimated_output_tokens, shape
-    )
+    output = features.estimated_output_tokens
+    if features.kind in INLINE_KINDS:
+        usage = calls.inline_usage(settings, features.kind, doc, request.start[0], output, shape)
+    else:
+        snap = calls.take_snapshot(
+            doc, request.start, request.end, context_tokens=shape.context_tokens
+        )
+        usage = calls.prompt_usage(settings, features.kind, snap, output, shape)
     remember(doc, key, (settings, usage))
     return usage
 

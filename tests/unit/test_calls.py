@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mmx_lsp import calls, config, engine
@@ -92,14 +94,56 @@ def test_a_block_answer_ends_at_its_first_line_indented_less_than_the_cursor() -
     assert cut("x = 1\n\n        y") is None, "blank lines do not end a block"
 
 
-def test_a_pre_call_estimate_counts_the_prompt_each_tier_would_be_sent() -> None:
+def sent_tokens(settings: Settings, doc: Document, place: tuple[int, int]) -> dict[str, int]:
+    """The input tokens of the prompt each tier is sent for an inline request at `place`."""
+    features = engine.measured(doc, Request("inline", place))
+    shape = calls.request_shape(settings, "inline", features.hole)
+    snap = calls.take_snapshot(doc, place, context_tokens=shape.context_tokens)
+    return {
+        tier: calls.prompt_tokens(calls.build_prompt("inline", snap, tier_config, (), shape))
+        for tier, tier_config in settings.tiers.items()
+    }
+
+
+FIXTURES = Path(__file__).parents[2] / "fixtures"
+
+
+@pytest.mark.parametrize(
+    "path", ["python/functools_cpython.py", "go/ratelimit.go", "javascript/acorn.js"]
+)
+def test_an_inline_estimate_sizes_the_prompt_each_tier_would_be_sent(path: str) -> None:
+    # Sized without building the prompt (at every keystroke): within 15 % of the prompt built,
+    # at the top and the end of the file and at places in between.
     settings = fim_settings()
-    doc = Document.open("file:///w/a.py", "python", 1, SOURCE * 40)
-    decision = engine.decide(settings, doc, Request("inline", (6, 15)))
-    shape = calls.request_shape(settings, "inline", decision.features["hole"])
-    snap = calls.take_snapshot(doc, (6, 15), context_tokens=shape.context_tokens)
-    for tier, tier_config in settings.tiers.items():
-        sent = calls.prompt_tokens(calls.build_prompt("inline", snap, tier_config, (), shape))
-        assert decision.estimate_usage[tier].input_tokens == sent
+    file = FIXTURES / path
+    text = file.read_text()
+    doc = Document.open(file.as_uri(), file.suffix.lstrip("."), 1, text)
+    rows = [0, *range(7, len(doc.lines), len(doc.lines) // 12), len(doc.lines) - 1]
+    for row in rows:
+        place = (row, len(doc.line_text(row)))
+        decision = engine.decide(settings, doc, Request("inline", place))
+        for tier, sent in sent_tokens(settings, doc, place).items():
+            estimate = decision.estimate_usage[tier].input_tokens
+            assert abs(estimate - sent) <= 0.15 * sent + 4, (row, tier, estimate, sent)
     # Premium's context is capped at 100 tokens (its system message comes on top).
     assert decision.estimate_usage["premium"].input_tokens < 300
+
+
+def test_an_inline_estimate_in_a_short_file_counts_the_file_not_the_budget() -> None:
+    settings = fim_settings()
+    doc = Document.open("file:///w/a.py", "python", 1, SOURCE)
+    decision = engine.decide(settings, doc, Request("inline", (6, 15)))
+    sent = sent_tokens(settings, doc, (6, 15))["cheap"]
+    assert sent < 192, "the whole file fits the line budget"
+    assert abs(decision.estimate_usage["cheap"].input_tokens - sent) <= 0.15 * sent + 4
+
+
+def test_an_action_estimate_counts_the_prompt_it_would_send() -> None:
+    settings = fim_settings()
+    doc = Document.open("file:///w/a.py", "python", 1, SOURCE * 40)
+    decision = engine.decide(settings, doc, Request("refactor", (3, 0), (6, 32)))
+    shape = calls.request_shape(settings, "refactor")
+    snap = calls.take_snapshot(doc, (3, 0), (6, 32), context_tokens=shape.context_tokens)
+    for tier, tier_config in settings.tiers.items():
+        sent = calls.prompt_tokens(calls.build_prompt("refactor", snap, tier_config, (), shape))
+        assert decision.estimate_usage[tier].input_tokens == sent
