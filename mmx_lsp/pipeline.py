@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -58,6 +59,10 @@ class Recorder(Protocol):
 
     def verdict(self, request_id: str, value: str) -> None: ...
 
+    def summary(
+        self, since: float | str | None = None, *, session: tuple[str, float] | None = None
+    ) -> dict[str, Any]: ...
+
 
 @dataclass
 class Answer:
@@ -87,6 +92,9 @@ class Pipeline:
         self.reporter = reporter
         self.spend = spend
         self.session = SessionLog()
+        # This server's requests in the metrics database (other editors may share it).
+        self.session_id = uuid.uuid4().hex
+        self.started = clock()
         self._current_settings = settings
         self._overrides = overrides
         self._recorder = recorder
@@ -515,8 +523,9 @@ class Pipeline:
         doc: Document | None = None,
     ) -> None:
         """The per-request record: the one place a request is written down (in memory for
-        this session's `mmx.stats`, and in the metrics database)."""
+        this session's verdicts, and in the metrics database, which `mmx.stats` reads)."""
         extra: dict[str, Any] = self._versions(status, flight, hit)
+        extra["session"] = self.session_id
         if doc is not None:
             # Which file, without naming it: calibration holds records out by file.
             extra["file"] = hashlib.blake2b(doc.uri.encode(), digest_size=6).hexdigest()
@@ -594,8 +603,9 @@ class Pipeline:
         return True
 
     def stats(self, since: Any = None) -> dict[str, Any]:
-        """DESIGN.md's metrics summary of the requests recorded in this session."""
-        return self.session.stats(since)
+        """DESIGN.md's metrics summary of this session's requests, from the metrics database
+        (blocks until what is queued is written: call it off the event loop)."""
+        return self._recorder().summary(since, session=(self.session_id, self.started))
 
 
 def _place(doc: Document, start: types.Position, end: types.Position | None) -> Place:

@@ -20,6 +20,7 @@ from mmx_lsp.evaluation.matrix import (
     Row,
     evaluate,
     per_task,
+    percentile,
 )
 from mmx_lsp.evaluation.models import (
     Contender,
@@ -47,7 +48,6 @@ from mmx_lsp.evaluation.tasks import (
     load_suite,
     load_task,
 )
-from mmx_lsp.session import percentile
 
 __all__ = [
     "CURSOR",

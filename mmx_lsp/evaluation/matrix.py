@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -15,9 +16,17 @@ from mmx_lsp.evaluation.models import Contender
 from mmx_lsp.evaluation.runner import Outcome, ProgressSink, _Runner
 from mmx_lsp.evaluation.tasks import PICO, Suite, Task
 from mmx_lsp.pricing import Usage, price_for
-from mmx_lsp.session import percentile
 
 # --------------------------------------------------------------------------- the matrix
+
+
+def percentile(values: Sequence[float], share: float) -> float | None:
+    """Nearest-rank percentile."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(share * len(ordered)))
+    return ordered[rank - 1]
 
 
 def per_task(total: Decimal, tasks: int, scale: int = 1) -> Decimal:

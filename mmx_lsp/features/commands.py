@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 from typing import Any
 
 from lsprotocol import types
@@ -12,7 +14,9 @@ from mmx_lsp.errors import InvalidParams
 from mmx_lsp.features import shared
 from mmx_lsp.kinds import KINDS, is_kind, is_tier
 from mmx_lsp.kinds import TIERS as TIER_NAMES
+from mmx_lsp.metrics import MetricsError
 from mmx_lsp.server import MmxServer  # a runtime import: pygls reads the handlers' hints
+from mmx_lsp.since import parse_since
 
 log = logging.getLogger("mmx_lsp")
 
@@ -96,11 +100,14 @@ def register(server: MmxServer) -> None:
         return decision
 
     @server.command("mmx.stats")
-    def stats(ls: MmxServer, *args: Any) -> dict[str, Any]:
+    async def stats(ls: MmxServer, *args: Any) -> dict[str, Any]:
+        """This session's requests, summarized from the metrics database."""
         try:
             params = _args(args) if args else {}
-            return ls.pipeline.stats(params.get("since"))
-        except (InvalidParams, ValueError) as exc:
+            since = params.get("since")
+            parse_since(since)  # a bad time is the caller's error, said before any waiting
+            return await asyncio.to_thread(ls.pipeline.stats, since)
+        except (InvalidParams, ValueError, MetricsError, sqlite3.Error) as exc:
             raise _fail(f"mmx.stats: {exc}") from None
 
     @server.command("mmx.health")

@@ -179,13 +179,24 @@ class MetricsStore:
     # ------------------------------------------------------------------ reading
 
     def summary(
-        self, since: float | str | None = None, by: str = "model", *, flush: bool = True
+        self,
+        since: float | str | None = None,
+        by: str = "model",
+        *,
+        flush: bool = True,
+        session: tuple[str, float] | None = None,
     ) -> dict[str, Any]:
-        """DESIGN.md's `mmx.stats` summary (see `summarize`)."""
+        """DESIGN.md's `mmx.stats` summary (see `summarize`; `session`: one server session's
+        requests). Raises MetricsError when nothing is being recorded, saying why."""
         if flush:
             self.flush()
+        if self._disabled is not None:
+            raise MetricsError(
+                f"no metrics are being recorded in {self.path}: {self._disabled} "
+                "(metrics.path names the file)"
+            )
         with self.reader() as conn:
-            return summarize(conn, since=since, by=by, now=self._clock())
+            return summarize(conn, since=since, by=by, now=self._clock(), session=session)
 
     def regressions(self, policy: RegressionPolicy | None = None) -> list[Regression]:
         self.flush()

@@ -120,11 +120,29 @@ class Window:
 
 
 def window(
-    conn: sqlite3.Connection, since: float | None, dims: Iterable[str], *, per_day: bool = False
+    conn: sqlite3.Connection,
+    since: float | None,
+    dims: Iterable[str],
+    *,
+    per_day: bool = False,
+    session: str | None = None,
 ) -> Window:
     """Read a window; latency rows are summed over days in SQL unless `per_day` (the
-    histogram's key order makes that a sort-free scan)."""
+    histogram's key order makes that a sort-free scan). With `session`, only that server
+    session's requests, summed from the rows (a session's are few and recent: read from
+    `since`, which the caller sets no earlier than the session's start)."""
     dims = tuple(dict.fromkeys(dims))
+    if session is not None:
+        rows = Rollup()
+        for row in conn.execute(
+            f"SELECT {_ROLLUP_SOURCE} FROM requests WHERE ts >= ? "
+            f"AND json_extract(extra, '$.session') = ?",
+            (since or 0.0, session),
+        ):
+            rows.add(*row)
+        return Window(
+            list(rows.daily.items()), [(*k, n) for k, n in rows.latency.items() if k[0] in dims]
+        )
     first_day = ""
     edge = Rollup()
     if since is not None:
@@ -165,13 +183,19 @@ def summarize(
     since: float | str | None = None,
     by: str = "model",
     now: float | None = None,
+    session: tuple[str, float] | None = None,
 ) -> dict[str, Any]:
     """Totals and one row per group (`by_model`, `by_tier`, … as `by` says): DESIGN.md's
-    `mmx.stats` shape with rates, exact money and p50/p95 latency (cached answers excluded)."""
+    `mmx.stats` shape with rates, exact money and p50/p95 latency (cached answers excluded).
+    `session`: (id, start time) of one server session, to summarize only its requests."""
     names, group_of = _group_key(by)
     dim, latency_group = _latency_key(by)
     cutoff = parse_since(since, now)
-    data = window(conn, cutoff, {"model", dim}, per_day=by == "day")
+    session_id = None
+    if session is not None:
+        session_id, started = session
+        cutoff = started if cutoff is None else max(cutoff, started)
+    data = window(conn, cutoff, {"model", dim}, per_day=by == "day", session=session_id)
     groups: dict[tuple[str, ...], _Group] = {}
     totals = _Group()
     for daily_key, values in data.daily:
@@ -187,7 +211,7 @@ def summarize(
         if row_dim == dim:
             target = groups.setdefault(latency_group(dim_key, tier, day), _Group())
             target.latency[ms] = target.latency.get(ms, 0) + count
-    estimated = estimated_requests(conn, cutoff, names)
+    estimated = estimated_requests(conn, cutoff, names, session_id)
     rows = []
     for key in sorted(groups):
         entry: dict[str, Any] = dict(zip(names, key, strict=True))
@@ -201,17 +225,24 @@ def summarize(
 
 
 def estimated_requests(
-    conn: sqlite3.Connection, since: float | None, names: Sequence[str]
+    conn: sqlite3.Connection,
+    since: float | None,
+    names: Sequence[str],
+    session: str | None = None,
 ) -> dict[tuple[str, ...], int]:
     """Requests whose tokens and cost are estimates (the endpoint reported no usage and no
     tokenizer counted it, or no model was called), per group of `names`: their costs are
-    shown with "≈"."""
+    shown with "≈". With `session`, only that server session's."""
     counts: dict[tuple[str, ...], int] = {}
-    for model, tier, kind, language, ts in conn.execute(
+    sql = (
         "SELECT model, tier, kind, language, ts FROM requests WHERE ts >= ? "
-        "AND json_extract(extra, '$.usage_estimated')",
-        (since or 0.0,),
-    ):
+        "AND json_extract(extra, '$.usage_estimated')"
+    )
+    args: tuple[Any, ...] = (since or 0.0,)
+    if session is not None:
+        sql += " AND json_extract(extra, '$.session') = ?"
+        args += (session,)
+    for model, tier, kind, language, ts in conn.execute(sql, args):
         values = {
             "model": model,
             "tier": tier,

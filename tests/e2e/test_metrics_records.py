@@ -137,6 +137,58 @@ async def test_an_accepted_suggestion_is_not_counted_as_typed_over(tmp_path: Pat
     assert (row["accepted"], row["rejected"]) == (1, 0)
 
 
+async def test_mmx_stats_counts_this_sessions_requests_in_a_shared_database(
+    tmp_path: Path,
+) -> None:
+    """Two editors write one metrics database; each one's mmx.stats is its own session's,
+    read from the database (with the verdicts written there), and `stats` shows both."""
+    shared = tmp_path / "team.sqlite3"
+    with StubServer(reply="return a + b") as cheap, StubServer(reply="return a + b") as premium:
+        options = {**settings(tmp_path, cheap, premium), "metrics": {"path": str(shared)}}
+        first = await start(tmp_path / "one", init_options=options)
+        second = await start(tmp_path / "two", init_options=options)
+        try:
+            statuses = collect_statuses(first)
+            uri = open_text(first, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
+            await inline(first, uri)
+            await eventually(lambda: len(statuses) == 1)
+            await command(first, "mmx.rejected", {"request_id": statuses[0].request_id})
+            other = collect_statuses(second)
+            for n in range(3):
+                uri = open_text(second, (tmp_path / f"b{n}.py").as_uri(), FUNCTION, "python")
+                await inline(second, uri)
+            await eventually(lambda: len(other) == 3)
+            mine = await command(first, "mmx.stats", {})
+            theirs = await command(second, "mmx.stats", {})
+        finally:
+            await stop(first)
+            await stop(second)
+    assert mine["totals"]["requests"] == 1
+    # (The second editor's answers come from the cache the first one filled.)
+    assert theirs["totals"]["requests"] == 3
+    assert theirs["totals"]["cache_hits"] == sum(1 for s in other if s.cached) == 3
+    [row] = mine["by_model"]
+    assert (row["model"], row["rejected"], row["accepted"]) == ("stub-cheap", 1, 0)
+    assert row["cost_usd"] == pytest.approx(float(statuses[0].cost_usd))
+    with MetricsStore(shared) as store:
+        assert store.summary()["totals"]["requests"] == 4
+
+
+async def test_mmx_stats_says_why_when_nothing_is_recorded(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    options = {"metrics": {"path": str(blocker / "metrics.sqlite3")}}
+    client = await start(tmp_path, init_options=options)
+    try:
+        with pytest.raises(Exception, match="no metrics are being recorded") as failed:
+            await command(client, "mmx.stats", {})
+        assert "metrics.path" in str(failed.value)
+        # The server goes on answering.
+        assert await command(client, "mmx.setTier", {"tier": "cheap", "scope": "next"})
+    finally:
+        await stop(client)
+
+
 async def test_a_regression_is_shown_in_the_editor_once(tmp_path: Path) -> None:
     """Acceptance of a new model version fell: the editor is told once, not at every start."""
     path = tmp_path / "metrics.sqlite3"

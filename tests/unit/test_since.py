@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from mmx_lsp.metrics import MetricsStore
-from mmx_lsp.session import SessionLog
 from mmx_lsp.since import parse_since
 
 NOW = dt.datetime(2026, 11, 20, 12, 0).astimezone().timestamp()
@@ -41,21 +40,25 @@ def record(n: int, when: float) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("since", ["7d", "30h", "2026-11-19", "2026-11-19T06:00", 1_700_000_000])
-def test_the_session_and_the_database_read_since_the_same_way(
+def test_a_session_and_the_database_read_since_the_same_way(
     tmp_path: Path, since: str | int
 ) -> None:
+    # Two editors share one database: mmx.stats reads one server session's requests
+    # (those since it started), `mmx-lsp stats` all of them, with one reading of `since`.
     times = [NOW - h * HOUR for h in (1, 20, 40, 100, 24 * 10)]
-    session = SessionLog()
+    started = NOW - 50 * HOUR
     with MetricsStore(tmp_path / "m.sqlite3", clock=lambda: NOW, linger_s=0) as store:
         for n, when in enumerate(times):
-            session.add(record(n, when))
-            store.record(record(n, when))
+            store.record({**record(n, when), "session": "ours" if when >= started else "old"})
+            store.record({**record(100 + n, when), "session": "theirs"})
         assert store.flush()
         in_db = store.summary(since=since)["totals"]["requests"]
+        ours = store.summary(since=since, session=("ours", started))["totals"]["requests"]
     cutoff = parse_since(since, NOW)
     assert cutoff is not None
     expected = sum(1 for t in times if t >= cutoff)
-    assert session.stats(since, now=NOW)["totals"]["requests"] == expected == in_db
+    assert in_db == 2 * expected
+    assert ours == sum(1 for t in times if t >= max(cutoff, started))
 
 
 def test_a_time_without_a_zone_is_local_and_one_with_a_zone_is_that_zone() -> None:
