@@ -7,7 +7,7 @@ same prompt and judge the same cleaned-up answer.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -279,13 +279,13 @@ def prompt_usage(
     settings: Settings,
     kind: Kind,
     snap: Snapshot,
-    output_tokens: int,
+    output_tokens: Mapping[Tier, int],
     shape: Shape,
     diagnostics: Sequence[str] = (),
 ) -> dict[str, Usage]:
     """The tokens each tier would be sent (the prompt that would be built for it, counted)
-    and would write (`output_tokens`, capped as its call would be): a pre-call estimate
-    made of what is sent."""
+    and would write (`output_tokens` by tier, capped as its call would be): a pre-call
+    estimate made of what is sent."""
     usage: dict[str, Usage] = {}
     counted: dict[tuple[str, int], int] = {}  # tiers with the same API and budget: one prompt
     for tier, tier_config in settings.tiers.items():
@@ -293,12 +293,17 @@ def prompt_usage(
         if same not in counted:
             counted[same] = prompt_tokens(build_prompt(kind, snap, tier_config, diagnostics, shape))
         cap = min(tier_config.max_output_tokens, shape.max_output_tokens)
-        usage[tier] = Usage(counted[same], min(output_tokens, cap))
+        usage[tier] = Usage(counted[same], min(output_tokens[tier], cap))
     return usage
 
 
 def inline_usage(
-    settings: Settings, kind: Kind, doc: Document, row: int, output_tokens: int, shape: Shape
+    settings: Settings,
+    kind: Kind,
+    doc: Document,
+    row: int,
+    output_tokens: Mapping[Tier, int],
+    shape: Shape,
 ) -> dict[str, Usage]:
     """`prompt_usage` of an inline completion at `row` without building its prompt (this one
     is made at every keystroke): the prompt's fixed part for its template, plus the context
@@ -310,7 +315,7 @@ def inline_usage(
         context = tokens_for_bytes(doc.chars_near(row, budget))
         fixed = _template_tokens(doc.language, request_api(tier_config, kind))
         cap = min(tier_config.max_output_tokens, shape.max_output_tokens)
-        usage[tier] = Usage(fixed + context, min(output_tokens, cap))
+        usage[tier] = Usage(fixed + context, min(output_tokens[tier], cap))
     return usage
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from mmx_lsp import calls
+from mmx_lsp.answer_sizes import AnswerSizes
 from mmx_lsp.config import Settings
 from mmx_lsp.documents import Document
 from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier
@@ -72,6 +73,7 @@ def decide(
     spent_today: Decimal = Decimal(0),
     request_id: str | None = None,
     router: Router | None = None,
+    sizes: AnswerSizes | None = None,
 ) -> Decision:
     features = measured(doc, request)
     return decide_features(
@@ -82,23 +84,37 @@ def decide(
         spent_today=spent_today,
         request_id=request_id,
         router=router,
-        usage=prompt_usage(settings, doc, request, features),
+        usage=prompt_usage(settings, doc, request, features, sizes),
     )
 
 
 def prompt_usage(
-    settings: Settings, doc: Document, request: Request, features: Features
+    settings: Settings,
+    doc: Document,
+    request: Request,
+    features: Features,
+    sizes: AnswerSizes | None = None,
 ) -> dict[str, Usage]:
     """The tokens each tier would be sent for this request (its prompt, counted) and the
-    answer's estimated size: what a pre-call estimate prices. An inline completion's prompt is
-    sized without being built (`calls.inline_usage`): it is priced at every keystroke.
-    Remembered until the document changes."""
+    answer's estimated size (each tier's model's recent answers, `sizes`, when known): what
+    a pre-call estimate prices. An inline completion's prompt is sized without being built
+    (`calls.inline_usage`): it is priced at every keystroke. Remembered until the document
+    changes."""
     key = ("prompt usage", request, features.kind)
     found = doc.memo.get(key)
-    if isinstance(found, tuple) and found[0] is settings:
+    learned = None if sizes is None else (sizes, sizes.version)
+    if isinstance(found, tuple) and found[0] is settings and found[2] == learned:
         return dict(found[1])
     shape = calls.request_shape(settings, features.kind, features.hole)
-    output = features.estimated_output_tokens
+    guess = features.estimated_output_tokens
+    output = {
+        tier: guess
+        if sizes is None
+        else sizes.estimate(
+            tier_config.model, features.kind, features.hole, features.selection_tokens, guess
+        )
+        for tier, tier_config in settings.tiers.items()
+    }
     if features.kind in INLINE_KINDS:
         usage = calls.inline_usage(settings, features.kind, doc, request.start[0], output, shape)
     else:
@@ -106,7 +122,7 @@ def prompt_usage(
             doc, request.start, request.end, context_tokens=shape.context_tokens
         )
         usage = calls.prompt_usage(settings, features.kind, snap, output, shape)
-    remember(doc, key, (settings, usage))
+    remember(doc, key, (settings, usage, learned))
     return usage
 
 
@@ -119,6 +135,7 @@ def decide_kinds(
     override: tuple[Tier, str] | None = None,
     spent_today: Decimal = Decimal(0),
     router: Router | None = None,
+    sizes: AnswerSizes | None = None,
 ) -> dict[Kind, Decision]:
     """Decisions for several kinds of request over the same place, measured once."""
     features = measured(doc, request)
@@ -132,7 +149,7 @@ def decide_kinds(
             override=override,
             spent_today=spent_today,
             router=router,
-            usage=prompt_usage(settings, doc, request, measured_kind),
+            usage=prompt_usage(settings, doc, request, measured_kind, sizes),
         )
     return decisions
 

@@ -9,32 +9,31 @@ each do one thing and are given to it explicitly (no server object):
 - `cascade.run` calls the tiers (fallback, escalation, billing) through `calls` (prompt, model
   request, clean-up) and `verify`;
 - `spend.Spend` adds up what calls cost; `status.Reporter` tells the editor;
-- `session.SessionLog` and the metrics store (`recorder`) write the request down.
+- `session.Session` writes the request down (the metrics store, recent requests for
+  verdicts) and learns its model's answer sizes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
-import uuid
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from mmx_lsp import answer_cache, calls, cascade, engine, prompts
+from mmx_lsp import answer_cache, calls, cascade, engine
 from mmx_lsp.cache import Cache, SingleFlight, make_cache
 from mmx_lsp.calls import Snapshot, take_snapshot
 from mmx_lsp.engine import new_request_id, remember
-from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, is_tier
+from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier
 from mmx_lsp.pricing import cost_usd, price_for
 from mmx_lsp.providers import Providers, RedactingFilter, install_redaction, reply_cost
 from mmx_lsp.reuse import Place, Suggestion, Suggestions
 from mmx_lsp.scoring import Request
-from mmx_lsp.session import SessionLog
+from mmx_lsp.session import Recorder, Session
 from mmx_lsp.spend import Spend
 from mmx_lsp.status import Attempt, Progress, Reporter, Status
 
@@ -50,18 +49,6 @@ log = logging.getLogger("mmx_lsp")
 # calls a model: a keystroke meanwhile cancels it (the editor sends $/cancelRequest) or makes
 # it stale, and no call is made. One the user asked for explicitly does not wait.
 INLINE_DEBOUNCE_S = 0.15
-
-
-class Recorder(Protocol):
-    """Where request records go for good (the metrics store)."""
-
-    def record(self, item: Mapping[str, Any]) -> None: ...
-
-    def verdict(self, request_id: str, value: str) -> None: ...
-
-    def summary(
-        self, since: float | str | None = None, *, session: tuple[str, float] | None = None
-    ) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -91,15 +78,11 @@ class Pipeline:
     ) -> None:
         self.reporter = reporter
         self.spend = spend
-        self.session = SessionLog()
-        # This server's requests in the metrics database (other editors may share it).
-        self.session_id = uuid.uuid4().hex
-        self.started = clock()
+        self.session = Session(recorder, clock)
+        self.sizes = self.session.sizes
         self._current_settings = settings
         self._overrides = overrides
-        self._recorder = recorder
         self._spawn = spawn
-        self._clock = clock
         self._router = router
         self._flights = SingleFlight()
         self._calls: dict[str, cascade.Flight] = {}
@@ -485,7 +468,7 @@ class Pipeline:
         last = self._suggestions.typed_over(place)
         if last is None:
             return
-        record = self.session.get(last.request_id)
+        record = self.session.log.get(last.request_id)
         if record is not None and record["verdict"] is None:
             self.verdict(last.request_id, "rejected")
             record["typed_over"] = True
@@ -508,104 +491,18 @@ class Pipeline:
         )
         self._suggestions.remember(place, suggestion)
 
-    # ------------------------------------------------------------------ records and stats
+    # ------------------------------------------------------------------ records
 
-    def _record(
-        self,
-        status: Status,
-        *,
-        cancelled: bool = False,
-        reused: bool = False,
-        decision: Decision | None = None,
-        flight: cascade.Flight | None = None,
-        hit: answer_cache.Entry | None = None,
-        queue_ms: float | None = None,
-        doc: Document | None = None,
-    ) -> None:
-        """The per-request record: the one place a request is written down (in memory for
-        this session's verdicts, and in the metrics database, which `mmx.stats` reads)."""
-        extra: dict[str, Any] = self._versions(status, flight, hit)
-        extra["session"] = self.session_id
-        if doc is not None:
-            # Which file, without naming it: calibration holds records out by file.
-            extra["file"] = hashlib.blake2b(doc.uri.encode(), digest_size=6).hexdigest()
-        if flight is not None and status.input_tokens:
-            # Only the request that made the call carries its tokens (see _from_flight).
-            last = flight.last_reply
-            extra["cached_input_tokens"] = flight.usage.cached_input_tokens
-            extra["model_ms"] = flight.model_ms
-            extra["prompt"] = None if last is None else last.prompt
-        if queue_ms is not None:
-            extra["queue_ms"] = queue_ms
-        if status.usage_estimated:
-            extra["usage_estimated"] = True
-        if decision is not None:
-            extra |= {
-                "language": str(decision.features.get("language", "")),
-                "features": decision.features,
-                "score": decision.score,
-                "rule": decision.rule,
-                "override": decision.override,
-                "router": decision.router,
-                "p_cheap_ok": decision.p_cheap_ok,
-            }
-            if status.preview is not None:
-                extra |= decision.estimated_record(status.tier)
-        record = {
-            "request_id": status.request_id,
-            "time": self._clock(),
-            "kind": status.kind,
-            "tier": status.tier,
-            "model": status.model,
-            "cached": status.cached,
-            "reused": reused,
-            "escalated": status.escalated,
-            "fallback": status.fallback,
-            "preview": status.preview is not None,
-            "cancelled": cancelled,
-            "error": status.error,
-            "latency_ms": status.latency_ms,
-            "input_tokens": status.input_tokens,
-            "output_tokens": status.output_tokens,
-            "cost_usd": status.cost_usd,
-            "saved_usd": status.saved_usd,
-            "attempts": len(status.attempts),
-            "verdict": None,
-        }
-        self.session.add(record)
-        self._recorder().record(
-            {**record, **extra, "attempts": [a.to_json() for a in status.attempts]}
-        )
-
-    def _versions(
-        self,
-        status: Status,
-        flight: cascade.Flight | None,
-        hit: answer_cache.Entry | None,
-    ) -> dict[str, Any]:
-        """The model version that answered (as the provider named it) and the template."""
-        last = flight.last_reply if flight is not None else None
-        version = last.model_version if last is not None else ""
-        if hit is not None:
-            version = hit.model_version
-        template = last.template_version if last is not None else ""
-        settings = self._settings
-        if not template and settings is not None and is_tier(status.tier):
-            api = calls.request_api(settings.tiers[status.tier], status.kind)
-            template = prompts.TEMPLATE_VERSIONS[calls.template(api, status.kind)]
-        return {"model_version": version, "template_version": template}
+    def _record(self, status: Status, **facts: Any) -> None:
+        self.session.record(status, self._settings, **facts)
 
     def verdict(self, request_id: str, value: str) -> bool:
         """Record the editor's verdict on an answer; False for an unknown request."""
-        if not self.session.set_verdict(request_id, value):
-            return False
-        self._recorder().verdict(request_id, value)
-        return True
+        return self.session.verdict(request_id, value)
 
     def stats(self, since: Any = None) -> dict[str, Any]:
-        """DESIGN.md's metrics summary of this session's requests, from the metrics database
-        (blocks until what is queued is written: call it off the event loop)."""
-        return self._recorder().summary(since, session=(self.session_id, self.started))
+        """DESIGN.md's metrics summary of this session's requests (see `Session.stats`)."""
+        return self.session.stats(since)
 
 
 def _place(doc: Document, start: types.Position, end: types.Position | None) -> Place:

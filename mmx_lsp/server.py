@@ -271,6 +271,16 @@ class MmxServer(LanguageServer):
         task.add_done_callback(done)
         return task
 
+    async def learn_answer_sizes(self) -> None:
+        """Seed the pipeline's answer sizes with the recent answers in the metrics database,
+        so that pre-call estimates know each model's habits from the first request."""
+        try:
+            answers = await asyncio.to_thread(self.metrics.recent_answers)
+        except Exception as exc:  # the database is damaged or gone: the store says so
+            log.info("answer sizes not read from the metrics database: %s", exc)
+            return
+        self.pipeline.sizes.observe_all(answers)
+
     async def watch_regressions(
         self, first_s: float = REGRESSION_FIRST_CHECK_S, every_s: float = REGRESSION_CHECK_S
     ) -> None:

@@ -1,18 +1,45 @@
-"""This session's newest requests, which verdicts are matched to.
+"""This server session's requests: each written down once, verdicts matched to them, the
+session's statistics read back, its models' answer sizes learned.
 
-The editor's verdict on a suggestion (accepted, rejected, typed over) comes within minutes of
-the request; only the newest `MAX_RECORDS` requests are kept for it, so memory stays the
-same however long the session. Every request is in the metrics database, which `mmx.stats`
-and `mmx-lsp stats` summarize.
+Every request goes to the metrics database (`Recorder`), which `mmx.stats` summarizes for
+this session (its rows carry the session's id: editors may share one database). The newest
+`MAX_RECORDS` requests are also kept here, for the editor's verdicts on them (accepted,
+rejected, typed over), which come within minutes; memory stays the same however long the
+session.
 """
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mmx_lsp import calls, prompts
+from mmx_lsp.answer_sizes import AnswerSizes
+from mmx_lsp.kinds import is_tier
+
+if TYPE_CHECKING:
+    from mmx_lsp import answer_cache, cascade
+    from mmx_lsp.config import Settings
+    from mmx_lsp.documents import Document
+    from mmx_lsp.routing import Decision
+    from mmx_lsp.status import Status
 
 MAX_RECORDS = 1_000
+
+
+class Recorder(Protocol):
+    """Where request records go for good (the metrics store)."""
+
+    def record(self, item: Mapping[str, Any]) -> None: ...
+
+    def verdict(self, request_id: str, value: str) -> None: ...
+
+    def summary(
+        self, since: float | str | None = None, *, session: tuple[str, float] | None = None
+    ) -> dict[str, Any]: ...
 
 
 class SessionLog:
@@ -43,3 +70,133 @@ class SessionLog:
             return False
         record["verdict"] = value
         return True
+
+
+class Session:
+    """One server session's record of its requests."""
+
+    def __init__(self, recorder: Callable[[], Recorder], clock: Callable[[], float]) -> None:
+        self.log = SessionLog()
+        self.sizes = AnswerSizes()
+        # This server's rows in the metrics database (other editors may share it).
+        self.id = uuid.uuid4().hex
+        self.started = clock()
+        self._recorder = recorder
+        self._clock = clock
+
+    def record(
+        self,
+        status: Status,
+        settings: Settings | None,
+        *,
+        cancelled: bool = False,
+        reused: bool = False,
+        decision: Decision | None = None,
+        flight: cascade.Flight | None = None,
+        hit: answer_cache.Entry | None = None,
+        queue_ms: float | None = None,
+        doc: Document | None = None,
+    ) -> None:
+        """The per-request record: the one place a request is written down (here for the
+        editor's verdicts, and in the metrics database, which `mmx.stats` reads)."""
+        extra: dict[str, Any] = _versions(status, settings, flight, hit)
+        extra["session"] = self.id
+        if doc is not None:
+            # Which file, without naming it: calibration holds records out by file.
+            extra["file"] = hashlib.blake2b(doc.uri.encode(), digest_size=6).hexdigest()
+        if flight is not None and status.input_tokens:
+            # Only the request that made the call carries its tokens (see _from_flight).
+            self._learn_sizes(flight, status, settings, decision)
+            last = flight.last_reply
+            extra["cached_input_tokens"] = flight.usage.cached_input_tokens
+            extra["model_ms"] = flight.model_ms
+            extra["prompt"] = None if last is None else last.prompt
+        if queue_ms is not None:
+            extra["queue_ms"] = queue_ms
+        if status.usage_estimated:
+            extra["usage_estimated"] = True
+        if decision is not None:
+            extra |= {
+                "language": str(decision.features.get("language", "")),
+                "features": decision.features,
+                "score": decision.score,
+                "rule": decision.rule,
+                "override": decision.override,
+                "router": decision.router,
+                "p_cheap_ok": decision.p_cheap_ok,
+            }
+            if status.preview is not None:
+                extra |= decision.estimated_record(status.tier)
+        record = {
+            "request_id": status.request_id,
+            "time": self._clock(),
+            "kind": status.kind,
+            "tier": status.tier,
+            "model": status.model,
+            "cached": status.cached,
+            "reused": reused,
+            "escalated": status.escalated,
+            "fallback": status.fallback,
+            "preview": status.preview is not None,
+            "cancelled": cancelled,
+            "error": status.error,
+            "latency_ms": status.latency_ms,
+            "input_tokens": status.input_tokens,
+            "output_tokens": status.output_tokens,
+            "cost_usd": status.cost_usd,
+            "saved_usd": status.saved_usd,
+            "attempts": len(status.attempts),
+            "verdict": None,
+        }
+        self.log.add(record)
+        self._recorder().record(
+            {**record, **extra, "attempts": [a.to_json() for a in status.attempts]}
+        )
+
+    def _learn_sizes(
+        self,
+        flight: cascade.Flight,
+        status: Status,
+        settings: Settings | None,
+        decision: Decision | None,
+    ) -> None:
+        """Each answer's length, for the next estimates of its model (`answer_sizes`)."""
+        if decision is None or settings is None:
+            return
+        hole = decision.features.get("hole")
+        selection = int(decision.features.get("selection_tokens") or 0)
+        for step in flight.billed:
+            if step.reply is not None and step.tier in settings.tiers:
+                model = settings.tiers[step.tier].model
+                output = step.reply.usage.output_tokens
+                self.sizes.observe(model, status.kind, hole, output, selection)
+
+    def verdict(self, request_id: str, value: str) -> bool:
+        """Record the editor's verdict on an answer; False for an unknown request."""
+        if not self.log.set_verdict(request_id, value):
+            return False
+        self._recorder().verdict(request_id, value)
+        return True
+
+    def stats(self, since: Any = None) -> dict[str, Any]:
+        """DESIGN.md's metrics summary of this session's requests, from the metrics database
+        (blocks until what is queued is written: call it off the event loop)."""
+        return self._recorder().summary(since, session=(self.id, self.started))
+
+
+def _versions(
+    status: Status,
+    settings: Settings | None,
+    flight: cascade.Flight | None,
+    hit: answer_cache.Entry | None,
+) -> dict[str, Any]:
+    """The model version that answered (as the provider named it) and the template."""
+    last = flight.last_reply if flight is not None else None
+    version = last.model_version if last is not None else ""
+    if hit is not None:
+        version = hit.model_version
+    template = last.template_version if last is not None else ""
+    if not template and settings is not None and is_tier(status.tier):
+        api = calls.request_api(settings.tiers[status.tier], status.kind)
+        template = prompts.TEMPLATE_VERSIONS[calls.template(api, status.kind)]
+    return {"model_version": version, "template_version": template}

@@ -102,6 +102,7 @@ def register(server: MmxServer) -> None:
     def initialized(ls: MmxServer, params: types.InitializedParams) -> None:
         ls.reload_settings()
         log.info("mmx-lsp ready: tiers %s", {k: t.model for k, t in ls.settings.tiers.items()})
+        ls.spawn(ls.learn_answer_sizes(), "answer sizes")
         ls.spawn(ls.watch_regressions(), "regression watch")
         ls.spawn(watch_settings_files(ls), "watch settings files")
 

@@ -50,6 +50,7 @@ def decide(
         spent_today=server.spend.today_usd,
         request_id=request_id,
         router=server.routers.current(),
+        sizes=server.pipeline.sizes,
     )
 
 
@@ -71,6 +72,7 @@ def decide_kinds(
         override=server.overrides.lookup(doc.uri),
         spent_today=server.spend.today_usd,
         router=server.routers.current(),
+        sizes=server.pipeline.sizes,
     )
 
 

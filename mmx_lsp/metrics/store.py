@@ -28,7 +28,7 @@ from mmx_lsp.metrics.schema import (
     open_database,
     path_from_settings,
 )
-from mmx_lsp.metrics.summaries import summarize
+from mmx_lsp.metrics.summaries import recent_answers, summarize
 
 # --------------------------------------------------------------------------- the store
 
@@ -197,6 +197,13 @@ class MetricsStore:
             )
         with self.reader() as conn:
             return summarize(conn, since=since, by=by, now=self._clock(), session=session)
+
+    def recent_answers(self, limit: int = 2000) -> list[tuple[str, str, Any, int, int]]:
+        """See `summaries.recent_answers` (nothing when no metrics are recorded)."""
+        if self._disabled is not None:
+            return []
+        with self.reader() as conn:
+            return recent_answers(conn, limit)
 
     def regressions(self, policy: RegressionPolicy | None = None) -> list[Regression]:
         self.flush()

@@ -174,6 +174,69 @@ async def test_mmx_stats_counts_this_sessions_requests_in_a_shared_database(
         assert store.summary()["totals"]["requests"] == 4
 
 
+async def test_estimates_follow_each_models_answers_from_the_database_and_the_session(
+    tmp_path: Path,
+) -> None:
+    """A refactor's pre-call estimate uses what the model wrote before: the metrics
+    database's answers at start, then the session's own."""
+    path = tmp_path / "metrics.sqlite3"
+    source = "def add(a, b):\n    total = a + b\n    return total\n"
+    refactor = {"kind": "refactor", "range": {"start": {"line": 0, "character": 0}}}
+    refactor["range"]["end"] = {"line": 2, "character": 16}
+    with StubServer(reply="x = 1") as cheap, StubServer(reply="x = 1") as premium:
+        options = {**settings(tmp_path, cheap, premium), "metrics": {"path": str(path)}}
+        client = await start(tmp_path / "fresh", init_options=options)
+        try:
+            uri = open_text(client, (tmp_path / "add.py").as_uri(), source, "python")
+            fresh = await command(client, "mmx.explain", {"uri": uri, **refactor})
+            # A body answer of 3 tokens, where 200 were guessed: the next guess is lower.
+            statuses = collect_statuses(client)
+            body = {"uri": open_text(client, (tmp_path / "b.py").as_uri(), FUNCTION, "python")}
+            body["position"] = {"line": 1, "character": 4}
+            guessed = await command(client, "mmx.explain", body)
+            await inline(client, body["uri"])
+            await eventually(lambda: len(statuses) == 1)
+            learned = await command(client, "mmx.explain", body)
+        finally:
+            await stop(client)
+        assert guessed["features"]["hole"] == "body"
+        written = statuses[0].output_tokens
+        assert learned["estimate_tokens"]["cheap"][1] == round(
+            (guessed["estimate_tokens"]["cheap"][1] + written) / 2
+        )
+        with MetricsStore(path, linger_s=0) as store:
+            for n in range(3):  # a verbose model: 30 times the selection
+                store.record(
+                    {
+                        "request_id": f"old{n}",
+                        "kind": "refactor",
+                        "tier": "cheap",
+                        "model": "stub-cheap",
+                        "output_tokens": 600,
+                        "features": {"hole": "selection", "selection_tokens": 20},
+                    }
+                )
+        client = await start(tmp_path / "seeded", init_options=options)
+        try:
+            uri = open_text(client, (tmp_path / "add.py").as_uri(), source, "python")
+
+            async def cheap_output() -> int:
+                found = await command(client, "mmx.explain", {"uri": uri, **refactor})
+                return int(found["estimate_tokens"]["cheap"][1])
+
+            fresh_output = fresh["estimate_tokens"]["cheap"][1]
+            deadline = time.monotonic() + 15
+            while (seeded := await cheap_output()) == fresh_output:
+                assert time.monotonic() < deadline, "the database's answers were not read"
+                await asyncio.sleep(0.05)
+            selection = fresh["features"]["selection_tokens"]
+            assert seeded == 30 * selection
+            premium_now = await command(client, "mmx.explain", {"uri": uri, **refactor})
+            assert premium_now["estimate_tokens"]["premium"] == fresh["estimate_tokens"]["premium"]
+        finally:
+            await stop(client)
+
+
 async def test_mmx_stats_says_why_when_nothing_is_recorded(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")

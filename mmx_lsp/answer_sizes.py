@@ -1,0 +1,77 @@
+"""How long each model's answers are, learned from its answers, for pre-call estimates.
+
+Before a call, its cost is the prompt (counted) plus the answer, which can only be guessed:
+`scoring` guesses from the kind of request and the size of the selection. Models differ a
+lot here (a small local model may write five times what a hosted one writes for the same
+fix), so the guess is replaced by what this model wrote for requests of the same `limits`
+entry: the median of its last answers, with the guess counted as one of them. Edits (a
+refactor, a fix, a docstring, an explanation) are sized relative to their selection; a
+completion in tokens. The server keeps one `AnswerSizes`, fed by every model call it makes
+and, at start, by the metrics database's recent requests.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from collections import deque
+from collections.abc import Iterable
+
+from mmx_lsp.config import LimitKey, limit_key
+from mmx_lsp.kinds import Kind, is_action_kind, is_kind
+
+# Answers remembered per (model, limits entry): recent enough to follow a model update.
+WINDOW = 25
+
+
+def _relative(key: LimitKey) -> bool:
+    return is_action_kind(key)
+
+
+class AnswerSizes:
+    """The recent answer sizes of each model, per `limits` entry (thread-safe: the metrics
+    database is read from a worker thread)."""
+
+    def __init__(self, window: int = WINDOW) -> None:
+        self._window = window
+        self._seen: dict[tuple[str, LimitKey], deque[float]] = {}
+        self._lock = threading.Lock()
+        self.version = 0  # counts answers seen: estimates remembered before are stale
+
+    def observe(
+        self, model: str, kind: Kind, hole: object, output_tokens: int, selection_tokens: int
+    ) -> None:
+        """One answer of `model` to a request of `kind` (filling `hole`)."""
+        if output_tokens <= 0:
+            return
+        key = limit_key(kind, hole)
+        value = output_tokens / max(selection_tokens, 1) if _relative(key) else output_tokens
+        with self._lock:
+            seen = self._seen.setdefault((model, key), deque(maxlen=self._window))
+            seen.append(float(value))
+            self.version += 1
+
+    def observe_all(self, answers: Iterable[tuple[str, str, object, int, int]]) -> None:
+        """`observe` each of (model, kind, hole, output tokens, selection tokens), oldest
+        first (rows of the metrics database: a kind this version does not know is left out)."""
+        for model, kind, hole, output_tokens, selection_tokens in answers:
+            if is_kind(kind):
+                self.observe(model, kind, hole, output_tokens, selection_tokens)
+
+    def estimate(
+        self, model: str, kind: Kind, hole: object, selection_tokens: int, guess: int
+    ) -> int:
+        """The answer tokens to expect from `model`: the median of its recent answers to
+        such requests and `guess` (the estimate without them)."""
+        key = limit_key(kind, hole)
+        relative = _relative(key)
+        scale = max(selection_tokens, 1) if relative else 1
+        with self._lock:
+            seen = list(self._seen.get((model, key), ()))
+        if not seen:
+            return guess
+        return max(1, round(statistics.median([guess / scale, *seen]) * scale))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(seen) for seen in self._seen.values())

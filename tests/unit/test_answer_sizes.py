@@ -1,0 +1,71 @@
+"""Pre-call estimates learn each model's answer lengths from its answers."""
+
+from __future__ import annotations
+
+from mmx_lsp import config, engine
+from mmx_lsp.answer_sizes import AnswerSizes
+from mmx_lsp.documents import Document
+from mmx_lsp.scoring import Request
+
+SOURCE = "".join(
+    f"def f{n}(values):\n    total = 0\n    for v in values:\n        total += v * {n}\n"
+    "    return total\n\n\n"
+    for n in range(6)
+)
+
+
+def test_without_answers_the_guess_stands() -> None:
+    assert AnswerSizes().estimate("m", "fix", "selection", 60, 86) == 86
+
+
+def test_an_edit_is_sized_relative_to_its_selection() -> None:
+    sizes = AnswerSizes()
+    for _ in range(3):  # a verbose model: five times its selection
+        sizes.observe("small", "fix", "selection", 300, 60)
+    # The guess counts as one answer among the model's: the median is the model's habit.
+    assert sizes.estimate("small", "fix", "selection", 100, 130) == 500
+    assert sizes.estimate("other", "fix", "selection", 100, 130) == 130, "per model"
+    assert sizes.estimate("small", "refactor", "selection", 100, 130) == 130, "per kind"
+
+
+def test_a_completion_is_sized_in_tokens_per_hole() -> None:
+    sizes = AnswerSizes()
+    for tokens in (12, 20, 16):
+        sizes.observe("small", "inline", "body", tokens, 0)
+    assert sizes.estimate("small", "inline", "body", 0, 200) == 18
+    assert sizes.estimate("small", "inline", "expression", 0, 16) == 16
+
+
+def test_only_the_newest_answers_count_and_unknown_rows_are_left_out() -> None:
+    sizes = AnswerSizes(window=3)
+    sizes.observe_all([("m", "inline", "line", 40, 0)] * 5 + [("m", "inline", "line", 8, 0)] * 3)
+    sizes.observe_all([("m", "a-kind-from-the-future", None, 999, 0)])
+    assert len(sizes) == 3
+    assert sizes.estimate("m", "inline", "line", 0, 32) == 8
+
+
+def test_a_decision_prices_each_tier_with_its_own_models_answers() -> None:
+    loaded = config.load(
+        [
+            config.Source(
+                "test",
+                {
+                    "tiers": {
+                        "cheap": {"model": "small", "input_usd_per_mtok": "1"},
+                        "premium": {"model": "big", "input_usd_per_mtok": "10"},
+                    }
+                },
+            )
+        ]
+    )
+    settings = loaded.settings
+    doc = Document.open("file:///w/a.py", "python", 1, SOURCE)
+    request = Request("refactor", (0, 0), (4, 16))
+    before = engine.decide(settings, doc, request).estimate_usage
+    sizes = AnswerSizes()
+    for _ in range(3):
+        sizes.observe("small", "refactor", "selection", 400, 20)
+    after = engine.decide(settings, doc, request, sizes=sizes).estimate_usage
+    assert after["premium"] == before["premium"]
+    assert after["cheap"].input_tokens == before["cheap"].input_tokens
+    assert after["cheap"].output_tokens > 5 * before["cheap"].output_tokens
