@@ -180,6 +180,7 @@ async def eval_suite(base_url: str) -> dict[str, list[tuple[float, bool]]]:
     """Each task of the eval suite (fixtures/eval) on the cheap tier, as the server calls it:
     the decision's pre-call estimate ÷ the billed cost, by kind."""
     from mmx_lsp import config, engine
+    from mmx_lsp.answer_sizes import AnswerSizes
     from mmx_lsp.evaluation import Contender, answer, load_suite
     from mmx_lsp.providers import Providers
 
@@ -187,10 +188,21 @@ async def eval_suite(base_url: str) -> dict[str, list[tuple[float, bool]]]:
     providers = Providers(settings, environ={}, breaker=None)
     contender = Contender.for_tier(settings, "cheap")
     found: dict[str, list[tuple[float, bool]]] = {}
+    # As the server does: each answer's length informs the next estimates for its model.
+    sizes = AnswerSizes()
     try:
         for task in load_suite(ROOT / "fixtures/eval").tasks:
-            decision = engine.decide(settings, task.document(), task.request())
+            doc = task.document()
+            decision = engine.decide(settings, doc, task.request(), sizes=sizes)
             outcome = await answer(providers, contender, task)
+            features = decision.features
+            sizes.observe(
+                contender.model,
+                task.kind,
+                features.get("hole"),
+                outcome.usage.output_tokens,
+                int(features.get("selection_tokens") or 0),
+            )
             if outcome.error is not None or outcome.cost_usd <= 0:
                 print(f"  eval {task.name}: {outcome.error or 'nothing billed'}")
                 continue

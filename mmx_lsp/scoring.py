@@ -297,8 +297,8 @@ def _output_estimate(kind: str, hole: Hole, selection_tokens: int, enclosing_lin
         return OUTPUT_TOKENS.get(hole, 32)
     if kind == "explain":
         return 250 + selection_tokens // 10
-    if kind == "docstring":
-        return 80 + selection_tokens // 20
+    if kind == "docstring":  # the selection again, with its documentation
+        return int(selection_tokens * 1.1) + 60
     return int(selection_tokens * 1.1) + 20 if selection_tokens else 8 * max(enclosing_lines, 4)
 
 
