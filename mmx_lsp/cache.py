@@ -82,9 +82,12 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("mmx", appauthor=False))
 
 
-# Bounds on what the disk cache's SQLite keeps in memory (pages of 4 KB; bytes mapped).
-SQLITE_CACHE_PAGES = 512
-SQLITE_MMAP_BYTES = 4 * 1024 * 1024
+# Bounds on what the disk cache's SQLite keeps in memory (pages of 4 KB; bytes mapped). The
+# file is read through the page cache, not mapped: every mapped page an entry was read from
+# or written to stays resident, so a map grows the server by each new answer until it is
+# full (0.9 KB per request in benchmarks/soak.py with 4 MB mapped; flat without).
+SQLITE_CACHE_PAGES = 128
+SQLITE_MMAP_BYTES = 0
 
 
 class DiskCache:
@@ -111,8 +114,8 @@ class DiskCache:
             try:
                 # A short SQLite timeout: a busy cache is a miss, never a stalled request.
                 # SQLite's page cache and memory map count in the server's resident memory
-                # as the file grows (diskcache's defaults allow 32 MB and 64 MB): a few MB
-                # hold the entries a session reads again.
+                # as the file grows (diskcache's defaults allow 32 MB and 64 MB): half a
+                # megabyte of pages holds the index a lookup walks.
                 self._cache = diskcache.Cache(
                     str(self.directory),
                     timeout=0.25,
