@@ -30,7 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from mmx_lsp.config import Settings
 from mmx_lsp.kinds import Tier
-from mmx_lsp.providers import Providers, redact
+from mmx_lsp.providers import Providers
+from mmx_lsp.redaction import redact
 
 log = logging.getLogger(__name__)
 

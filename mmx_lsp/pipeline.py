@@ -30,7 +30,8 @@ from mmx_lsp.calls import Snapshot, take_snapshot
 from mmx_lsp.engine import new_request_id, remember
 from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier
 from mmx_lsp.pricing import cost_usd, price_for
-from mmx_lsp.providers import Providers, RedactingFilter, install_redaction, reply_cost
+from mmx_lsp.providers import Providers, reply_cost
+from mmx_lsp.redaction import RedactingFilter, install_redaction
 from mmx_lsp.reuse import Place, Suggestion, Suggestions
 from mmx_lsp.scoring import Request
 from mmx_lsp.session import Recorder, Session

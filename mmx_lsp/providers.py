@@ -31,6 +31,7 @@ from mmx_lsp.errors import (
 )
 from mmx_lsp.kinds import Tier
 from mmx_lsp.pricing import Price, Usage, cost_usd
+from mmx_lsp.redaction import redact
 from mmx_lsp.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
@@ -38,17 +39,10 @@ log = logging.getLogger(__name__)
 # Sent to endpoints on loopback that need no key (Ollama, vLLM, llama.cpp, LM Studio).
 PLACEHOLDER_KEY = "not-needed"
 LITELLM_COST_HEADER = "x-litellm-response-cost"
-REDACTED = "[redacted]"
 
 # OpenAI's reasoning models take `max_completion_tokens` and only the default temperature.
 _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
 _SENSITIVE_HEADER = re.compile(r"auth|key|token|secret", re.IGNORECASE)
-_KEY_SHAPES = (
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._~+/\-]+=*"),
-    re.compile(r"(?i)((?:api[-_]?key|x-api-key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
-)
-_MIN_SECRET_LEN = 4
 # Failures that say the endpoint is down (counted by the tier's circuit breaker); a 429 says
 # it is up and busy, a 4xx that the request itself was refused.
 _OUTAGES = (ProviderUnavailable, ProviderTimeout, BadResponse)
@@ -104,65 +98,6 @@ def reply_cost(reply: ModelReply, price: Price | None) -> Decimal:
     if reply.reported_cost_usd is not None:
         return reply.reported_cost_usd
     return cost_usd(reply.usage, price)
-
-
-# --------------------------------------------------------------------------- secrets in logs
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with the given secret values and anything shaped like an API key replaced."""
-    for secret in sorted({s for s in secrets if len(s) >= _MIN_SECRET_LEN}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    text = _KEY_SHAPES[0].sub(REDACTED, text)
-    text = _KEY_SHAPES[1].sub("Bearer " + REDACTED, text)
-    return _KEY_SHAPES[2].sub(lambda m: m.group(1) + REDACTED, text)
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that removes secrets (and key-shaped strings) from every record.
-
-    The message, its arguments and any formatted traceback are redacted; records are never
-    dropped. Secrets shorter than four characters are ignored (they would mangle the logs).
-    """
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__()
-        self.secrets: frozenset[str] = frozenset(secrets)
-
-    def add(self, secrets: Iterable[str]) -> None:
-        self.secrets = self.secrets | frozenset(secrets)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):
-            message = str(record.msg)
-        clean = redact(message, self.secrets)
-        if clean != message:
-            record.msg, record.args = clean, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text, self.secrets)
-        if record.stack_info:
-            record.stack_info = redact(record.stack_info, self.secrets)
-        return True
-
-
-def install_redaction(
-    secrets: Iterable[str] = (), logger: logging.Logger | None = None
-) -> RedactingFilter:
-    """Attach one RedactingFilter to `logger` (default: the root logger) and its handlers.
-
-    Records from child loggers pass through the handlers, so attaching to them covers the
-    records that propagate; attaching to the logger covers records logged to it directly.
-    """
-    target = logger or logging.getLogger()
-    redactor = RedactingFilter(secrets)
-    target.addFilter(redactor)
-    for handler in target.handlers:
-        handler.addFilter(redactor)
-    return redactor
 
 
 # --------------------------------------------------------------------------- helpers

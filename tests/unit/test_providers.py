@@ -27,12 +27,10 @@ from mmx_lsp.providers import (
     ModelReply,
     ModelRequest,
     Providers,
-    RedactingFilter,
-    install_redaction,
     is_loopback,
-    redact,
     reply_cost,
 )
+from mmx_lsp.redaction import RedactingFilter, install_redaction, redact
 from tests.support.openai_stub import StubServer
 
 SECRET = "sk-test-Zq8LmN4pR7sT1uV2wX3y"
