@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from mmx_lsp import prompts
+from mmx_lsp import excerpts, prompts
 from mmx_lsp.checks import CHECKS, WHOLE_FILE_CHECKS
 from mmx_lsp.config import limit_key
 from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, is_action_kind
@@ -142,7 +142,7 @@ def take_snapshot(
             Settings(), "inline" if end is None else "refactor"
         ).context_tokens
     budget = chars_for_tokens(context_tokens)
-    excerpt = doc.excerpt((r0, i0), (r1, i1), budget)
+    excerpt = excerpts.excerpt(doc, (r0, i0), (r1, i1), budget)
     line = doc.line_text(r0)
     return Snapshot(
         uri=doc.uri,
@@ -312,7 +312,7 @@ def inline_usage(
     usage: dict[str, Usage] = {}
     for tier, tier_config in settings.tiers.items():
         budget = chars_for_tokens(context_tokens(shape, tier_config))
-        context = tokens_for_bytes(doc.chars_near(row, budget))
+        context = tokens_for_bytes(excerpts.chars_near(doc, row, budget))
         fixed = _template_tokens(doc.language, request_api(tier_config, kind))
         cap = min(tier_config.max_output_tokens, shape.max_output_tokens)
         usage[tier] = Usage(fixed + context, min(output_tokens[tier], cap))

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mmx_lsp.documents import Document, Documents, split_lines, utf16_len, utf16_to_index
+from mmx_lsp.excerpts import excerpt as take_excerpt
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 TEXT = st.text(
@@ -155,7 +156,7 @@ def test_excerpt_keeps_the_request_its_scope_and_the_imports(path: str) -> None:
     rows = text.splitlines()
     for row in range(7, len(rows), max(1, len(rows) // 40)):
         column = len(rows[row]) // 2
-        excerpt = doc.excerpt((row, column), (row, column), 2000)
+        excerpt = take_excerpt(doc, (row, column), (row, column), 2000)
         assert excerpt.text[excerpt.start - column : excerpt.start] == rows[row][:column]
         assert excerpt.text[excerpt.start :].split("\n", 1)[0] == rows[row][column:]
         lines = excerpt.text.splitlines()
@@ -178,7 +179,7 @@ def test_excerpt_prompt_matches_the_whole_file_prompt_near_the_cursor() -> None:
     text = (FIXTURES / "python" / "ledger.py").read_text()
     doc = Document.open("file:///l.py", "python", 0, text)
     row = next(i for i, line in enumerate(text.splitlines()) if "running += posting.amount" in line)
-    excerpt = doc.excerpt((row, 20), (row, 20), 2000)
+    excerpt = take_excerpt(doc, (row, 20), (row, 20), 2000)
     offset = sum(len(line) for line in doc.lines[:row]) + 20
     mine = prompts.build_inline(
         excerpt.text, excerpt.start, "python", 500, "chat", outline=excerpt.outline
