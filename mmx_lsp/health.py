@@ -23,7 +23,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -145,19 +145,24 @@ class _Checker:
         headers = self._providers.request_headers(tier)
         return await asyncio.to_thread(_http, method, url, headers, payload, self._timeout_s)
 
-    async def tier(self, name: Tier, *, probe_fim: bool) -> TierHealth:
+    def start(self, name: Tier) -> tuple[TierHealth, str]:
+        """A tier's health before any check, and its endpoint's base URL."""
         tier = self._settings.tiers[name]
         provider = self._settings.providers.get(tier.provider)
         base = provider.base_url.rstrip("/") if provider is not None else ""
         health = TierHealth(name, tier.provider, tier.model, tier.api, self.clean(base))
         health.fim = "unknown" if tier.api == "completions" else "n/a"
+        return health, base
+
+    async def tier(self, name: Tier, *, probe_fim: bool) -> TierHealth:
+        health, base = self.start(name)
         not_ready = self._providers.configured(name)
         if not_ready is not None:
             health.problem = self.clean(not_ready)
             return health
         await self._models(name, base, health)
-        if tier.api == "completions" and health.reachable and probe_fim:
-            await self._fim(name, base, health)
+        if health.api == "completions" and health.reachable and probe_fim:
+            await self.fim(name, base, health)
         if health.problem is not None:
             health.problem = self.clean(health.problem)
         health.fim_detail = self.clean(health.fim_detail)
@@ -206,7 +211,7 @@ class _Checker:
                     f"(it lists: {shown or 'none'}): fix tiers.{health.tier}.model"
                 )
 
-    async def _fim(self, name: Tier, base: str, health: TierHealth) -> None:
+    async def fim(self, name: Tier, base: str, health: TierHealth) -> None:
         payload: dict[str, Any] = {
             "model": health.model,
             "prompt": PROBE_PREFIX,
@@ -274,6 +279,53 @@ class _Checker:
         if "llama.cpp python" not in str(info.get("title", "")).lower():
             return None
         return str(info.get("version") or "?")
+
+
+class FimWatch:
+    """Fill-in-the-middle checked in the request path, not only by `mmx.health`.
+
+    The first completion sent to a tier with `api = "completions"` probes it in the background
+    (once per settings; the probe asks for one token). A tier found not to fill in the middle
+    is reported once, and its completions are then sent without the code after the cursor,
+    which its server would otherwise put before the prefix.
+    """
+
+    def __init__(self, warn: Callable[[str], object]) -> None:
+        self._warn = warn
+        self._settings: Settings | None = None
+        self._probed: set[Tier] = set()
+        self._no_fim: set[Tier] = set()
+
+    def suffix_ok(
+        self,
+        settings: Settings,
+        providers: Providers,
+        tier: Tier,
+        spawn: Callable[[Coroutine[Any, Any, Any], str], object],
+    ) -> bool:
+        """Whether a completion on `tier` may carry a suffix (probing the tier the first
+        time it is asked)."""
+        if settings is not self._settings:
+            self._settings, self._probed, self._no_fim = settings, set(), set()
+        if tier in self._no_fim:
+            return False
+        if tier not in self._probed:
+            self._probed.add(tier)
+            spawn(self._probe(settings, providers, tier), "fill-in-the-middle probe")
+        return True
+
+    async def _probe(self, settings: Settings, providers: Providers, tier: Tier) -> None:
+        checker = _Checker(settings, providers, CHECK_TIMEOUT_S)
+        health, base = checker.start(tier)
+        await checker.fim(tier, base, health)
+        log.info("fill-in-the-middle on tier %s: %s (%s)", tier, health.fim, health.fim_detail)
+        if health.fim == "no" and settings is self._settings:
+            self._no_fim.add(tier)
+            self._warn(
+                f"mmx: tier {tier} ({health.model}) does not fill in the middle: "
+                f"{checker.clean(health.fim_detail)}. Its completions are now sent without the "
+                f"code after the cursor; {checker.clean(health.problem or CHAT_HINT)}."
+            )
 
 
 def _completion_text(body: Any) -> str:

@@ -16,6 +16,7 @@ each do one thing and are given to it explicitly (no server object):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -28,6 +29,7 @@ from mmx_lsp import answer_cache, calls, cascade, engine
 from mmx_lsp.cache import Cache, SingleFlight, make_cache
 from mmx_lsp.calls import Snapshot, take_snapshot
 from mmx_lsp.engine import new_request_id, remember
+from mmx_lsp.health import FimWatch
 from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier
 from mmx_lsp.pricing import cost_usd, price_for
 from mmx_lsp.providers import Providers, reply_cost
@@ -95,6 +97,9 @@ class Pipeline:
         self._providers: Providers | None = None
         self._cache: Cache | None = None
         self._redactor: RedactingFilter | None = None
+        self._fim = FimWatch(
+            lambda message: self.reporter.show_once("fim", message, types.MessageType.Warning)
+        )
 
     # ------------------------------------------------------------------ settings-bound parts
 
@@ -410,6 +415,10 @@ class Pipeline:
         assert self._providers is not None
         tier_config = settings.tiers[tier]
         prompt = calls.build_prompt(kind, snap, tier_config, diagnostics, shape)
+        if prompt.suffix is not None and not self._fim.suffix_ok(
+            settings, self._providers, tier, self._spawn
+        ):
+            prompt = dataclasses.replace(prompt, suffix=None)
         request = calls.model_request(tier, tier_config, kind, prompt, shape, snap)
         on_text = None
         if progress is not None:

@@ -614,11 +614,57 @@ async def test_fill_in_the_middle_tier_gets_prompt_and_suffix(
         result = items(await inline(client, uri))
         status = await asyncio.wait_for(status_future, TIMEOUT_S)
         assert [i.insert_text for i in result] == ["return a + b"]
-        [body] = cheap.requests
+        [body] = completions(cheap)
         assert "messages" not in body
         assert body["prompt"].endswith("def add(a, b):\n    ")
         assert "print(add(1, 2))" in body["suffix"]
         assert Decimal(status.cost_usd_exact) == expected_cost(body, "return a + b", CHEAP_PRICE)
+        # The tier was probed for fill-in-the-middle once, in the background: it does.
+        await eventually(lambda: len(cheap.requests) == 2)
+        [probe] = [b for b in cheap.requests if b.get("max_tokens") == 1]
+        assert "MMX-SUFFIX" in probe["suffix"]
+    finally:
+        await stop(client)
+
+
+def completions(stub: StubServer) -> list[dict[str, Any]]:
+    """The completion requests a stub received, without the fill-in-the-middle probe."""
+    return [b for b in stub.requests if b.get("max_tokens") != 1]
+
+
+async def test_a_tier_that_does_not_fill_in_the_middle_is_sent_no_suffix_and_the_user_told(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    cheap.reply = "return a + b"
+    cheap.fim = "swap"  # the server puts the suffix before the prefix
+    options = settings(tmp_path, cheap, premium)
+    options["tiers"]["cheap"]["api"] = "completions"
+    client = await start(tmp_path, init_options=options)
+    try:
+        text = "def add(a, b):\n    \n\n\nprint(add(1, 2))\n"
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), text, "python")
+        await inline(client, uri)
+        await eventually(lambda: any("fill in the middle" in m.message for m in client.messages))
+        [warning] = [m for m in client.messages if "fill in the middle" in m.message]
+        assert warning.type == types.MessageType.Warning
+        assert "suffix before the prefix" in warning.message and 'api = "chat"' in warning.message
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+                content_changes=[
+                    types.TextDocumentContentChangeWholeDocument(
+                        text.replace("    \n", "    c = \n", 1)
+                    )
+                ],
+            )
+        )
+        await inline(client, uri, types.Position(1, 8))
+        first, second = completions(cheap)
+        assert "print(add(1, 2))" in first["suffix"]
+        assert "suffix" not in second or second["suffix"] is None
+        assert second["prompt"].endswith("def add(a, b):\n    c = ")
+        await inline(client, uri, types.Position(1, 8))
+        assert sum("fill in the middle" in m.message for m in client.messages) == 1
     finally:
         await stop(client)
 
