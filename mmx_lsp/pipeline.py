@@ -299,6 +299,7 @@ class Pipeline:
             spent_today=self.spend.today_usd,
             request_id=request_id,
             router=self._router(),
+            sizes=self.sizes,
         )
 
     def in_cache(

@@ -197,8 +197,16 @@ async def test_estimates_follow_each_models_answers_from_the_database_and_the_se
             await inline(client, body["uri"])
             await eventually(lambda: len(statuses) == 1)
             learned = await command(client, "mmx.explain", body)
+            # The request path prices with the same learned sizes.
+            other_text = FUNCTION.replace("add", "sum")  # another answer: not from the cache
+            other = open_text(client, (tmp_path / "c.py").as_uri(), other_text, "python")
+            await inline(client, other)
+            await eventually(lambda: len(statuses) == 2)
         finally:
             await stop(client)
+        assert not statuses[1].cached
+        assert statuses[1].estimate_usd.cheap == learned["estimate_usd"]["cheap"]
+        assert learned["estimate_usd"]["cheap"] < guessed["estimate_usd"]["cheap"]
         assert guessed["features"]["hole"] == "body"
         written = statuses[0].output_tokens
         assert learned["estimate_tokens"]["cheap"][1] == round(
