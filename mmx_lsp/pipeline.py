@@ -288,16 +288,43 @@ class Pipeline:
     def _decide(
         self, settings: Settings, doc: Document, kind: Kind, place: Place, request_id: str
     ) -> Decision:
-        """Route one request. Peeks at overrides; the caller consumes a "next" override."""
         r0, i0, r1, i1 = place.span
         request = Request(kind, (r0, i0), None if place.inline else (r1, i1))
+        return self.decide(doc, request, request_id=request_id, settings=settings)
+
+    def decide(
+        self,
+        doc: Document,
+        request: Request,
+        *,
+        request_id: str | None = None,
+        settings: Settings | None = None,
+    ) -> Decision:
+        """Route one request with this server's state: overrides (peeked at: the caller
+        consumes a "next" one), today's spend, the router, the models' answer sizes. Every
+        decision the server makes or shows comes from here (or `decide_kinds`)."""
         return engine.decide(
-            settings,
+            settings or self._current_settings(),
             doc,
             request,
             override=self._overrides.lookup(doc.uri),
             spent_today=self.spend.today_usd,
             request_id=request_id,
+            router=self._router(),
+            sizes=self.sizes,
+        )
+
+    def decide_kinds(
+        self, doc: Document, request: Request, kinds: Sequence[Kind]
+    ) -> dict[Kind, Decision]:
+        """`decide` for several kinds of request over one place, measured once."""
+        return engine.decide_kinds(
+            self._current_settings(),
+            doc,
+            request,
+            kinds,
+            override=self._overrides.lookup(doc.uri),
+            spent_today=self.spend.today_usd,
             router=self._router(),
             sizes=self.sizes,
         )

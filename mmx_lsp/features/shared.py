@@ -39,19 +39,10 @@ def decide(
     *,
     request_id: str | None = None,
 ) -> Decision:
-    """Route one request. Peeks at overrides; the caller consumes a "next" override."""
-    from mmx_lsp import engine
-
-    return engine.decide(
-        server.settings,
-        doc,
-        _request(doc, kind, start, end),
-        override=server.overrides.lookup(doc.uri),
-        spent_today=server.spend.today_usd,
-        request_id=request_id,
-        router=server.routers.current(),
-        sizes=server.pipeline.sizes,
-    )
+    """Route one request (`Pipeline.decide`). Peeks at overrides; the caller consumes a "next"
+    override."""
+    request = _request(doc, kind, start, end)
+    return server.pipeline.decide(doc, request, request_id=request_id)
 
 
 def decide_kinds(
@@ -62,18 +53,7 @@ def decide_kinds(
     end: types.Position | None = None,
 ) -> dict[Kind, Decision]:
     """Route several kinds of request over one place, measuring it once (code action lists)."""
-    from mmx_lsp import engine
-
-    return engine.decide_kinds(
-        server.settings,
-        doc,
-        _request(doc, kinds[0], start, end),
-        kinds,
-        override=server.overrides.lookup(doc.uri),
-        spent_today=server.spend.today_usd,
-        router=server.routers.current(),
-        sizes=server.pipeline.sizes,
-    )
+    return server.pipeline.decide_kinds(doc, _request(doc, kinds[0], start, end), kinds)
 
 
 def _request(
