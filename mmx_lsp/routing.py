@@ -262,8 +262,16 @@ def route(
             base = settings.routing.premium_above
             weight = (1 - limit) / (1 - base) if base < 1 else 1.0
             failure = settings.routing.failed_answer_usd * Decimal(str(round(weight, 4)))
+            # The tiers are compared on one answer size, the guess for this request: a few
+            # short answers of one model (`answer_sizes`, which the shown estimate uses) must
+            # not tip the choice.
+            same = None
+            if usage is not None:
+                guess = features.estimated_output_tokens
+                same = {t: Usage(u.input_tokens, guess) for t, u in usage.items()}
+            compared = estimate(settings, features, same)
             costs = expected_costs(
-                router, p_cheap_ok, estimates["cheap"], estimates["premium"], failure
+                router, p_cheap_ok, compared["cheap"], compared["premium"], failure
             )
             expected = {"cheap_first": costs.cheap_first, "premium": costs.premium}
     if override is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from mmx_lsp import config, engine
 from mmx_lsp.answer_sizes import AnswerSizes
 from mmx_lsp.documents import Document
-from mmx_lsp.scoring import Request
+from mmx_lsp.router import load_built_in
+from mmx_lsp.scoring import FEATURE_NAMES, Request
 
 SOURCE = "".join(
     f"def f{n}(values):\n    total = 0\n    for v in values:\n        total += v * {n}\n"
@@ -69,3 +70,42 @@ def test_a_decision_prices_each_tier_with_its_own_models_answers() -> None:
     assert after["premium"] == before["premium"]
     assert after["cheap"].input_tokens == before["cheap"].input_tokens
     assert after["cheap"].output_tokens > 5 * before["cheap"].output_tokens
+
+
+def test_routing_compares_the_tiers_on_one_answer_size() -> None:
+    # The premium model wrote three very short bodies: its shown estimate drops, but the
+    # choice between the tiers (their expected costs) is made on the same answer size.
+    settings = config.load(
+        [
+            config.Source(
+                "test",
+                {
+                    "tiers": {
+                        "cheap": {
+                            "model": "small",
+                            "input_usd_per_mtok": "1",
+                            "output_usd_per_mtok": "2",
+                        },
+                        "premium": {
+                            "model": "big",
+                            "input_usd_per_mtok": "10",
+                            "output_usd_per_mtok": "40",
+                        },
+                    }
+                },
+            )
+        ]
+    ).settings
+    text = 'def mean(values):\n    """The mean of values."""\n    \n'
+    doc = Document.open("file:///w/m.py", "python", 1, text)
+    request = Request("inline", (2, 4))
+    router = load_built_in(FEATURE_NAMES)
+    plain = engine.decide(settings, doc, request, router=router)
+    sizes = AnswerSizes()
+    for _ in range(3):
+        sizes.observe("big", "inline", "body", 2, 0)
+    learned = engine.decide(settings, doc, request, router=router, sizes=sizes)
+    assert plain.features["hole"] == "body" and plain.expected_usd is not None
+    assert learned.estimate_usd["premium"] < plain.estimate_usd["premium"]
+    assert learned.estimate_usd["cheap"] == plain.estimate_usd["cheap"]
+    assert (learned.tier, learned.expected_usd) == (plain.tier, plain.expected_usd)
