@@ -106,19 +106,25 @@ def bare_reparse(text: str, row: int, repeat: int) -> list[float]:
 
 def decisions(text: str, row: int, repeat: int) -> list[float]:
     """What the server does per keystroke: apply the edit, measure, score, route (with the
-    server's default router)."""
+    server's default router, and answer sizes learned from a full window of answers)."""
+    from mmx_lsp.answer_sizes import AnswerSizes
     from mmx_lsp.router import load_built_in
     from mmx_lsp.scoring import FEATURE_NAMES
 
     settings = Settings()
     router = load_built_in(FEATURE_NAMES)
+    sizes = AnswerSizes()
+    for tier in settings.tiers.values():
+        for n in range(50):
+            sizes.observe(tier.model, "inline", "line", 10 + n % 7, 0)
     doc = Document.open("file:///bench.py", "python", 0, text)
     doc.tree()
     col = len(doc.line_text(row)) - len(doc.line_text(row).lstrip())
 
     def one(i: int) -> None:
         doc.apply((row, col + i), (row, col + i), "x", i + 1)
-        engine.decide(settings, doc, Request("inline", (row, col + i + 1)), router=router)
+        place = Request("inline", (row, col + i + 1))
+        engine.decide(settings, doc, place, router=router, sizes=sizes)
 
     for i in range(5):  # warm-up, then keep typing where it left off
         one(i)
