@@ -600,16 +600,26 @@ async def test_spending_past_the_daily_budget_warns_once(
         await stop(client)
 
 
-async def test_fill_in_the_middle_tier_gets_prompt_and_suffix(
+FIM_TEXT = "def add(a, b):\n    \n\n\nprint(add(1, 2))\n"
+
+
+async def fim_client(
     tmp_path: Path, cheap: StubServer, premium: StubServer
-) -> None:
+) -> tuple[LanguageClient, str]:
+    """A server whose cheap tier fills in the middle (`api = "completions"`), with FIM_TEXT
+    open."""
     cheap.reply = "return a + b"
     options = settings(tmp_path, cheap, premium)
     options["tiers"]["cheap"]["api"] = "completions"
     client = await start(tmp_path, init_options=options)
+    return client, open_text(client, (tmp_path / "add.py").as_uri(), FIM_TEXT, "python")
+
+
+async def test_fill_in_the_middle_tier_gets_prompt_and_suffix(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    client, uri = await fim_client(tmp_path, cheap, premium)
     try:
-        text = "def add(a, b):\n    \n\n\nprint(add(1, 2))\n"
-        uri = open_text(client, (tmp_path / "add.py").as_uri(), text, "python")
         status_future = waiter(client)
         result = items(await inline(client, uri))
         status = await asyncio.wait_for(status_future, TIMEOUT_S)
@@ -635,14 +645,9 @@ def completions(stub: StubServer) -> list[dict[str, Any]]:
 async def test_a_tier_that_does_not_fill_in_the_middle_is_sent_no_suffix_and_the_user_told(
     tmp_path: Path, cheap: StubServer, premium: StubServer
 ) -> None:
-    cheap.reply = "return a + b"
     cheap.fim = "swap"  # the server puts the suffix before the prefix
-    options = settings(tmp_path, cheap, premium)
-    options["tiers"]["cheap"]["api"] = "completions"
-    client = await start(tmp_path, init_options=options)
+    client, uri = await fim_client(tmp_path, cheap, premium)
     try:
-        text = "def add(a, b):\n    \n\n\nprint(add(1, 2))\n"
-        uri = open_text(client, (tmp_path / "add.py").as_uri(), text, "python")
         await inline(client, uri)
         await eventually(lambda: any("fill in the middle" in m.message for m in client.messages))
         [warning] = [m for m in client.messages if "fill in the middle" in m.message]
@@ -653,7 +658,7 @@ async def test_a_tier_that_does_not_fill_in_the_middle_is_sent_no_suffix_and_the
                 text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
                 content_changes=[
                     types.TextDocumentContentChangeWholeDocument(
-                        text.replace("    \n", "    c = \n", 1)
+                        FIM_TEXT.replace("    \n", "    c = \n", 1)
                     )
                 ],
             )
