@@ -49,6 +49,28 @@ class Outcome:
     calls: int = 1
     usage_estimated: bool = False  # the endpoint reported no usage: counted from the text
 
+    @classmethod
+    def unanswered(
+        cls, task: Task, tier: Tier, model: str, why: str, latency_ms: float = 0.0, **facts: Any
+    ) -> Outcome:
+        """A task no model answered (`why`: the error, or why no model was called)."""
+        return cls(
+            task=task.name,
+            tier=tier,
+            model=model,
+            model_version="",
+            answer="",
+            passed=False,
+            reason=why,
+            verified=False,
+            verify_reason="no answer",
+            latency_ms=latency_ms,
+            usage=Usage(),
+            cost_usd=Decimal(0),
+            error=why,
+            **facts,
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "task": self.task,
@@ -113,21 +135,8 @@ async def answer(providers: Providers, contender: Contender, task: Task) -> Outc
     try:
         reply = await providers.complete(request, deadline_s=limits.deadline_s)
     except ProviderError as exc:
-        return Outcome(
-            task=task.name,
-            tier=contender.tier,
-            model=contender.model,
-            model_version="",
-            answer="",
-            passed=False,
-            reason=str(exc),
-            verified=False,
-            verify_reason="no answer",
-            latency_ms=(time.perf_counter() - started) * 1000,
-            usage=Usage(),
-            cost_usd=Decimal(0),
-            error=str(exc),
-        )
+        latency_ms = (time.perf_counter() - started) * 1000
+        return Outcome.unanswered(task, contender.tier, contender.model, str(exc), latency_ms)
     text = clean_answer(task, snap, reply.text)
     verdict = calls.verify_answer(snap, task.kind, text)
     result = await check(task, text)
@@ -229,22 +238,8 @@ class _Runner:
             escalation=cascade.ExpectedSaving.of(self.settings, decision, self.router),
         )
         if flight.preview is not None:
-            return Outcome(
-                task=task.name,
-                tier=decision.tier,
-                model=decision.model,
-                model_version="",
-                answer="",
-                passed=False,
-                reason=flight.preview,
-                verified=False,
-                verify_reason="no answer",
-                latency_ms=0.0,
-                usage=Usage(),
-                cost_usd=Decimal(0),
-                error=flight.preview,
-                route=decision.tier,
-                calls=0,
+            return Outcome.unanswered(
+                task, decision.tier, decision.model, flight.preview, route=decision.tier, calls=0
             )
         steps = [await self.tier(step.tier, task) for step in flight.steps]
         final = await self.tier(flight.tier, task)
