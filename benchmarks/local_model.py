@@ -92,18 +92,12 @@ def options(base_url: str) -> dict[str, Any]:
 
 
 async def replay(base_url: str, max_pause_s: float) -> dict[str, Any]:
-    from mmx_lsp.replay import _Connection, _environment
+    from mmx_lsp.replay import _Connection
 
     records = [json.loads(line) for line in SESSION.read_text().splitlines() if line.strip()]
     home = Path(tempfile.mkdtemp(prefix="mmx-local-"))
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "mmx_lsp"),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=_environment(home),
-    )
-    connection = _Connection(process)
+    connection = await _Connection.spawn(home)
+    process = connection.process
     pending: list[asyncio.Future[Any]] = []
     shown_after_keystroke: list[float] = []
     outcomes: dict[str, int] = {}  # what each completion the editor kept waiting for got

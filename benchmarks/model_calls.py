@@ -188,23 +188,15 @@ def oracle(final: str) -> Any:
 async def typing_session(speed: float, delay_s: float) -> dict[str, Any]:
     """Replay the recorded session with its timing (sped up `speed` times), like an editor:
     requests are not awaited before the next keystroke, and $/cancelRequest goes as recorded."""
-    from mmx_lsp.replay import _Connection, _environment
+    from mmx_lsp.replay import _Connection
 
     records = [json.loads(line) for line in SESSION.read_text().splitlines() if line.strip()]
     with StubServer() as stub:
         stub.reply_fn = oracle(final_text())
         stub.mode, stub.delay_s = "slow", delay_s / speed
         home = Path(tempfile.mkdtemp())
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "mmx_lsp",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            env=_environment(home),
-        )
-        connection = _Connection(process)
+        connection = await _Connection.spawn(home)
+        process = connection.process
         pending: list[asyncio.Future[Any]] = []
         keystrokes = 0
         began = time.perf_counter()

@@ -166,6 +166,21 @@ class _Connection:
         self.statuses: list[dict[str, Any]] = []
         self._reader = asyncio.ensure_future(self._read())
 
+    @classmethod
+    async def spawn(
+        cls, home: Path, command: Sequence[str] = (), stderr: IO[str] | None = None
+    ) -> _Connection:
+        """The server (`command`, default `python -m mmx_lsp`) started over stdio, as an editor
+        starts it, with its settings, cache and data under `home` and no API key."""
+        process = await asyncio.create_subprocess_exec(
+            *(command or (sys.executable, "-m", "mmx_lsp")),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr if stderr is not None else asyncio.subprocess.DEVNULL,
+            env=_environment(home),
+        )
+        return cls(process)
+
     async def status_after(self, count: int) -> None:
         """Wait (briefly) until more than `count` statuses have arrived."""
         loop = asyncio.get_running_loop()
@@ -272,21 +287,14 @@ async def replay(
     cancelled = {
         (m.get("params") or {}).get("id") for _, m in records if m["method"] == "$/cancelRequest"
     }
-    command = server or [sys.executable, "-m", "mmx_lsp"]
     result = result if result is not None else Result()
     result.sessions.append(path)
     result.messages += len(records)
     result.recorded_ms += int(records[-1][0]) if records else 0
     in_flight: list[asyncio.Future[Any]] = []
     with tempfile.TemporaryDirectory(prefix="mmx-replay-") as home:
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr if stderr is not None else asyncio.subprocess.DEVNULL,
-            env=_environment(Path(home)),
-        )
-        connection = _Connection(process)
+        connection = await _Connection.spawn(Path(home), server or (), stderr)
+        process = connection.process
         loop = asyncio.get_running_loop()
         began = loop.time()
         try:
