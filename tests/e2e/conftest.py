@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -32,6 +34,31 @@ def isolated_env(tmp: Path) -> dict[str, str]:
     for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
         env[name] = str(tmp / name.lower())
     return env
+
+
+def spawn_stdio(tmp: Path, *args: str) -> subprocess.Popen[bytes]:
+    """The server as an editor starts it, on raw pipes: for tests that write the bytes."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mmx_lsp", *args],
+        env=isolated_env(tmp),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stats_json(tmp: Path) -> dict[str, Any]:
+    """What `mmx-lsp stats --json` prints for the isolated data directory."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mmx_lsp", "stats", "--json"],
+        env=isolated_env(tmp),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    summary: dict[str, Any] = json.loads(result.stdout)
+    return summary
 
 
 async def start(

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ from pytest_lsp import LanguageClient
 
 from mmx_lsp.metrics import MetricsStore
 from mmx_lsp.server import REGRESSION_FIRST_CHECK_S
-from tests.e2e.conftest import command, isolated_env, open_text, start, stop
+from tests.e2e.conftest import command, open_text, start, stats_json, stop
 from tests.e2e.test_model_calls import FUNCTION, collect_statuses, eventually, inline, settings
 from tests.support.openai_stub import StubServer
 
@@ -60,15 +57,7 @@ async def test_requests_and_verdicts_reach_the_metrics_database(tmp_path: Path) 
             await command(client, "mmx.accepted", {"request_id": statuses[0].request_id})
         finally:
             await stop(client)  # shutdown writes every queued record
-    result = subprocess.run(
-        [sys.executable, "-m", "mmx_lsp", "stats", "--json"],
-        env=isolated_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
+    summary = stats_json(tmp_path)
     assert summary["totals"]["requests"] == 2
     assert summary["totals"]["cache_hits"] == 1
     row = next(r for r in summary["by_model"] if r["model"] == "stub-cheap")

@@ -14,7 +14,6 @@ import json
 import os
 import select
 import sqlite3
-import subprocess
 import sys
 import time
 from decimal import Decimal
@@ -25,7 +24,7 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from tests.e2e.conftest import isolated_env, open_text, stop
+from tests.e2e.conftest import isolated_env, open_text, spawn_stdio, stats_json, stop
 from tests.e2e.test_model_calls import (
     CHEAP_PRICE,
     MILLION,
@@ -233,13 +232,7 @@ class _Reader:
 
 def test_malformed_json_rpc_gets_error_replies_and_one_log_line_each(tmp_path: Path) -> None:
     log_file = tmp_path / "server.log"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mmx_lsp", "--log-file", str(log_file), "-v"],
-        env=isolated_env(tmp_path),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    server = spawn_stdio(tmp_path, "--log-file", str(log_file), "-v")
     assert server.stdin is not None and server.stdout is not None
     reader = _Reader(server.stdout)
     try:
@@ -498,15 +491,7 @@ async def test_a_cancellation_storm_bills_every_completed_call_exactly_once(
     assert Decimal(str(stats["totals"]["cost_usd"])).quantize(Decimal("1e-9")) == (
         expected_total.quantize(Decimal("1e-9"))
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "mmx_lsp", "stats", "--json"],
-        env=isolated_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    cli = json.loads(result.stdout)["totals"]
+    cli = stats_json(tmp_path)["totals"]
     assert Decimal(str(cli["cost_usd"])).quantize(Decimal("1e-9")) == (
         expected_total.quantize(Decimal("1e-9"))
     )
@@ -518,13 +503,7 @@ async def test_a_cancellation_storm_bills_every_completed_call_exactly_once(
 def test_no_row_is_lost_when_the_editor_closes_stdin(tmp_path: Path) -> None:
     with StubServer(reply="return a + b") as cheap, StubServer() as premium:
         options = settings(tmp_path, cheap, premium)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mmx_lsp"],
-            env=isolated_env(tmp_path),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
+        server = spawn_stdio(tmp_path)
         assert server.stdin is not None and server.stdout is not None
         reader = _Reader(server.stdout)
         try:

@@ -14,7 +14,7 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from tests.e2e.conftest import command, isolated_env, open_text
+from tests.e2e.conftest import command, isolated_env, open_text, spawn_stdio
 
 pytestmark = pytest.mark.e2e
 
@@ -145,13 +145,7 @@ MALFORMED = [
 
 
 def test_malformed_requests_get_errors_and_the_server_lives(tmp_path: Path) -> None:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mmx_lsp"],
-        env=isolated_env(tmp_path),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    server = spawn_stdio(tmp_path)
     assert server.stdin and server.stdout
     reader = _Reader(server.stdout.read1)  # type: ignore[attr-defined]
 
@@ -247,13 +241,7 @@ def test_stdin_from_a_file_is_served_too(tmp_path: Path) -> None:
 def test_the_status_of_ghost_text_follows_its_reply(tmp_path: Path) -> None:
     """mmx/status of an inline completion goes out after the completion itself (the editor
     draws the ghost text first): the ordering transport.after_reply relies on in pygls."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mmx_lsp"],
-        env=isolated_env(tmp_path),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    server = spawn_stdio(tmp_path)
     assert server.stdin and server.stdout
     reader = _Reader(server.stdout.read1)  # type: ignore[attr-defined]
 
