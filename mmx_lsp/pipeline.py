@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 
 from mmx_lsp import answer_cache, calls, cascade, engine
+from mmx_lsp.answer_sizes import AnswerSizes
 from mmx_lsp.cache import Cache, SingleFlight, make_cache
 from mmx_lsp.calls import Snapshot, take_snapshot
 from mmx_lsp.engine import new_request_id, remember
@@ -78,10 +79,11 @@ class Pipeline:
         spawn: Callable[[Coroutine[Any, Any, Any], str], object],
         clock: Callable[[], float] = time.time,
         router: Callable[[], Router | None] = lambda: None,
+        sizes: AnswerSizes | None = None,
     ) -> None:
         self.reporter = reporter
         self.spend = spend
-        self.session = Session(recorder, clock)
+        self.session = Session(recorder, clock, sizes)
         self.sizes = self.session.sizes
         self._current_settings = settings
         self._overrides = overrides

@@ -16,6 +16,7 @@ from mmx_lsp import __version__, transport
 from mmx_lsp.transport import MmxProtocol
 
 if TYPE_CHECKING:
+    from mmx_lsp.answer_sizes import AnswerSizes
     from mmx_lsp.config import ConfigIssue, Settings
     from mmx_lsp.documents import Documents
     from mmx_lsp.metrics import MetricsStore
@@ -55,6 +56,7 @@ class MmxServer(LanguageServer):
         self._routers: RouterSource | None = None
         self._idle: dict[str, asyncio.TimerHandle] = {}
         self._glob_warnings: set[tuple[str, str]] = set()
+        self._sizes: AnswerSizes | None = None
 
     # -------------------------------------------------------------- state, created lazily
 
@@ -96,6 +98,16 @@ class MmxServer(LanguageServer):
         return self._routers
 
     @property
+    def sizes(self) -> AnswerSizes:
+        """Each model's answer lengths, for pre-call estimates: seeded from the metrics
+        database at start (without loading the request path), then learned by the pipeline."""
+        if self._sizes is None:
+            from mmx_lsp.answer_sizes import AnswerSizes
+
+            self._sizes = AnswerSizes()
+        return self._sizes
+
+    @property
     def pipeline(self) -> Pipeline:
         """The request path (providers, cache, records), built on the first request."""
         if self._pipeline is None:
@@ -110,6 +122,7 @@ class MmxServer(LanguageServer):
                 recorder=lambda: self.metrics,
                 spawn=self.spawn,
                 router=self.routers.current,
+                sizes=self.sizes,
             )
         return self._pipeline
 
@@ -272,14 +285,14 @@ class MmxServer(LanguageServer):
         return task
 
     async def learn_answer_sizes(self) -> None:
-        """Seed the pipeline's answer sizes with the recent answers in the metrics database,
-        so that pre-call estimates know each model's habits from the first request."""
+        """Seed the answer sizes with the recent answers in the metrics database, so that
+        pre-call estimates know each model's habits from the first request."""
         try:
             answers = await asyncio.to_thread(self.metrics.recent_answers)
         except Exception as exc:  # the database is damaged or gone: the store says so
             log.info("answer sizes not read from the metrics database: %s", exc)
             return
-        self.pipeline.sizes.observe_all(answers)
+        self.sizes.observe_all(answers)
 
     async def watch_regressions(
         self, first_s: float = REGRESSION_FIRST_CHECK_S, every_s: float = REGRESSION_CHECK_S

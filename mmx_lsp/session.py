@@ -75,9 +75,14 @@ class SessionLog:
 class Session:
     """One server session's record of its requests."""
 
-    def __init__(self, recorder: Callable[[], Recorder], clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        recorder: Callable[[], Recorder],
+        clock: Callable[[], float],
+        sizes: AnswerSizes | None = None,
+    ) -> None:
         self.log = SessionLog()
-        self.sizes = AnswerSizes()
+        self.sizes = AnswerSizes() if sizes is None else sizes
         # This server's rows in the metrics database (other editors may share it).
         self.id = uuid.uuid4().hex
         self.started = clock()

@@ -529,6 +529,43 @@ async def test_explain_resolve_sends_the_explanation(
         await stop(client)
 
 
+async def test_a_restarted_server_estimates_with_the_answer_lengths_it_recorded(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    """Each model's answer lengths are read back from the metrics database at start, so the
+    next session's pre-call estimates know them before its first answer."""
+    cheap.reply = "\n    ".join(f"total_{i} = a * {i} + b" for i in range(40))
+    options = settings(tmp_path, cheap, premium)
+    where = {"position": {"line": BODY.line, "character": BODY.character}}
+
+    async def estimated_output(client: LanguageClient, uri: str) -> int:
+        explained = await command(client, "mmx.explain", {"uri": uri, **where})
+        return int(explained["estimate_tokens"]["cheap"][1])
+
+    client = await start(tmp_path, init_options=options)
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
+        guess = await estimated_output(client, uri)
+        statuses = collect_statuses(client)
+        await inline(client, uri)
+        await eventually(lambda: len(statuses) == 1)
+        answered = statuses[0].output_tokens
+        assert answered > guess
+    finally:
+        await stop(client)
+    client = await start(tmp_path, init_options=options)
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
+        learned = round((guess + answered) / 2)  # the median of the guess and the one answer
+        deadline = asyncio.get_running_loop().time() + TIMEOUT_S
+        while (estimate := await estimated_output(client, uri)) != learned:
+            assert estimate == guess, "only the guess, before the database is read"
+            assert asyncio.get_running_loop().time() < deadline, "the answer was not read back"
+            await asyncio.sleep(0.05)
+    finally:
+        await stop(client)
+
+
 async def test_stats_sum_requests_and_count_verdicts(
     tmp_path: Path, cheap: StubServer, premium: StubServer
 ) -> None:
