@@ -64,6 +64,9 @@ def start_llama(model: Path, threads: int, log: Path) -> tuple[subprocess.Popen[
     command = [
         *(sys.executable, "-m", "llama_cpp.server", "--model", str(model)),
         *("--model_alias", "gemma", "--host", "127.0.0.1", "--port", str(port)),
+        # The GGUF carries no chat template: without this, llama-cpp-python falls back to
+        # llama-2's format, which Gemma does not know.
+        *("--chat_format", "gemma"),
         *("--n_ctx", "4096", "--n_threads", str(threads), "--n_threads_batch", str(threads)),
     ]
     with log.open("wb") as out:
@@ -176,6 +179,7 @@ async def eval_suite(base_url: str) -> dict[str, list[tuple[float, bool]]]:
     from mmx_lsp import config, engine
     from mmx_lsp.answer_sizes import AnswerSizes
     from mmx_lsp.evaluation import Contender, answer, load_suite
+    from mmx_lsp.health import FimWatch
     from mmx_lsp.providers import Providers
 
     settings = config.load([config.Source("benchmark", options(base_url))]).settings
@@ -184,11 +188,13 @@ async def eval_suite(base_url: str) -> dict[str, list[tuple[float, bool]]]:
     found: dict[str, list[tuple[float, bool]]] = {}
     # As the server does: each answer's length informs the next estimates for its model.
     sizes = AnswerSizes()
+    # As `mmx-lsp eval` and the server do: no suffix to a tier that does not fill in the middle.
+    fim = FimWatch(lambda message: print(f"  {message}"))
     try:
         for task in load_suite(ROOT / "fixtures/eval").tasks:
             doc = task.document()
             decision = engine.decide(settings, doc, task.request(), sizes=sizes)
-            outcome = await answer(providers, contender, task)
+            outcome = await answer(providers, contender, task, fim)
             features = decision.features
             sizes.observe(
                 contender.model,

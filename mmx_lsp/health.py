@@ -295,6 +295,7 @@ class FimWatch:
         self._settings: Settings | None = None
         self._probed: set[Tier] = set()
         self._no_fim: set[Tier] = set()
+        self._waits: dict[Tier, asyncio.Future[None]] = {}
 
     def suffix_ok(
         self,
@@ -305,14 +306,32 @@ class FimWatch:
     ) -> bool:
         """Whether a completion on `tier` may carry a suffix (probing the tier the first
         time it is asked)."""
-        if settings is not self._settings:
-            self._settings, self._probed, self._no_fim = settings, set(), set()
+        self._follow(settings)
         if tier in self._no_fim:
             return False
         if tier not in self._probed:
             self._probed.add(tier)
             spawn(self._probe(settings, providers, tier), "fill-in-the-middle probe")
         return True
+
+    async def suffix_ok_after_probe(
+        self, settings: Settings, providers: Providers, tier: Tier
+    ) -> bool:
+        """`suffix_ok` for a batch run (`mmx-lsp eval`), where nobody is typing: the first
+        completion on `tier` waits for the probe, so that every task is sent as the server
+        would send it once it knows."""
+        self._follow(settings)
+        wait = self._waits.get(tier)
+        if wait is None:
+            self._probed.add(tier)
+            wait = self._waits[tier] = asyncio.ensure_future(self._probe(settings, providers, tier))
+        await asyncio.shield(wait)
+        return tier not in self._no_fim
+
+    def _follow(self, settings: Settings) -> None:
+        if settings is not self._settings:
+            self._settings, self._probed, self._no_fim = settings, set(), set()
+            self._waits = {}
 
     async def _probe(self, settings: Settings, providers: Providers, tier: Tier) -> None:
         checker = _Checker(settings, providers, CHECK_TIMEOUT_S)

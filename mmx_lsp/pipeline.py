@@ -16,7 +16,6 @@ each do one thing and are given to it explicitly (no server object):
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -448,7 +447,7 @@ class Pipeline:
         if prompt.suffix is not None and not self._fim.suffix_ok(
             settings, self._providers, tier, self._spawn
         ):
-            prompt = dataclasses.replace(prompt, suffix=None)
+            prompt = prompt.without_suffix()
         request = calls.model_request(tier, tier_config, kind, prompt, shape, snap)
         on_text = None
         if progress is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -57,6 +58,11 @@ class Prompt:
         if self.messages is not None:
             return json.dumps(self.messages, ensure_ascii=False, sort_keys=True)
         return (self.prompt or "") + "\x00" + (self.suffix or "")
+
+    def without_suffix(self) -> Prompt:
+        """The same completion without the code after the cursor: for a tier that does not
+        fill in the middle (`health.FimWatch`)."""
+        return dataclasses.replace(self, suffix=None)
 
 
 # --------------------------------------------------------------------------- context selection

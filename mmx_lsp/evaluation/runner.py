@@ -17,6 +17,7 @@ from mmx_lsp.errors import ProviderError
 from mmx_lsp.evaluation.checks import check
 from mmx_lsp.evaluation.models import Contender
 from mmx_lsp.evaluation.tasks import Task, log
+from mmx_lsp.health import FimWatch
 from mmx_lsp.kinds import INLINE_KINDS, Tier
 from mmx_lsp.pricing import Usage
 from mmx_lsp.providers import Providers, reply_cost
@@ -123,13 +124,23 @@ def clean_answer(task: Task, snap: Snapshot, text: str) -> str:
     return calls.clean_answer(task.kind, snap, text)
 
 
-async def answer(providers: Providers, contender: Contender, task: Task) -> Outcome:
-    """One model call for one task, as Pipeline._attempt makes it, then the task's check."""
+async def answer(
+    providers: Providers, contender: Contender, task: Task, fim: FimWatch | None = None
+) -> Outcome:
+    """One model call for one task, as Pipeline._attempt makes it, then the task's check.
+    With `fim`, a completion goes without its suffix to a tier found not to fill in the
+    middle, as the server sends it."""
     tier_config = contender.settings.tiers[contender.tier]
     doc = task.document()
     limits = shape(contender.settings, task, doc)
     snap = snapshot(task, doc, limits)
     prompt = calls.build_prompt(task.kind, snap, tier_config, task.diagnostics, limits)
+    if (
+        prompt.suffix is not None
+        and fim is not None
+        and not await fim.suffix_ok_after_probe(contender.settings, providers, contender.tier)
+    ):
+        prompt = prompt.without_suffix()
     request = calls.model_request(contender.tier, tier_config, task.kind, prompt, limits, snap)
     started = time.perf_counter()
     try:
@@ -167,6 +178,7 @@ class _Runner:
         self._providers: dict[tuple[str, str], Providers] = {}
         self._calls: dict[tuple[tuple[str, str], str], asyncio.Task[Outcome]] = {}
         self._tiers: dict[str, Contender] = {}
+        self._fim: dict[tuple[str, str], FimWatch] = {}
         # The router the server would use: the settings' router file, else the built-in one.
         self.router = RouterSource(
             lambda: settings.routing.router_file, lambda m: log.warning("%s", m)
@@ -188,8 +200,11 @@ class _Runner:
             # No circuit breaker: every task is put to every model, even one that is down.
             providers = Providers(contender.settings, breaker=None)
             self._providers[contender.key] = providers
+        fim = self._fim.get(contender.key)
+        if fim is None:
+            fim = self._fim[contender.key] = FimWatch(lambda message: log.warning("%s", message))
         async with self._slots:
-            outcome = await answer(providers, contender, task)
+            outcome = await answer(providers, contender, task, fim)
         if self._progress is not None:
             self._progress.finished(contender.label, task.name)
         return outcome

@@ -42,8 +42,9 @@ COMMENT = {"python": "#"}
 
 
 def task_of(body: dict[str, Any]) -> Task:
-    """The one task a request is about, found by its selection or the text before its cursor."""
-    text = _prompt_text(body)
+    """The one task a request is about, found by its selection or the text before its cursor
+    (where a fill-in-the-middle prompt ends)."""
+    text = _prompt_text(body) if "messages" in body else str(body.get("prompt")) + FILL
     found = [
         task
         for task in SUITE.tasks
@@ -395,6 +396,46 @@ def test_a_failing_provider_counts_as_failed_tasks_and_the_run_goes_on(
     assert auto["passed"] == N and auto["errors"] == 0
     assert auto["fallbacks"] == N - len(ROUTED_PREMIUM) and auto["escalated"] == 0
     assert Decimal(auto["cost_usd"]) == Decimal(rows["premium"]["cost_usd"])
+
+
+def test_a_completions_tier_that_does_not_fill_in_the_middle_gets_no_suffix_as_in_the_server(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    """The suite is sent as the server sends it (health.FimWatch): the tier is probed once,
+    before its first completion, and each completion then goes without the code after the
+    cursor, which this endpoint would put before the prefix."""
+    cheap.fim = "swap"
+    cheap.reply_fn = lambda body: (
+        "x" if "MMX-PREFIX" in str(body.get("prompt")) else cheap_answer(body)
+    )
+    config = workspace(tmp_path, cheap, premium) / "mmx.toml"
+    config.write_text(
+        config.read_text().replace(
+            'model = "stub-cheap"\n', 'model = "stub-cheap"\napi = "completions"\n'
+        )
+    )
+    result = run_eval(
+        tmp_path,
+        "--models",
+        "cheap",
+        "--no-auto",
+        "--format",
+        "json",
+        "--workspace",
+        str(tmp_path),
+        "--no-record",
+        "--jobs",
+        "3",
+    )
+    rows = rows_of(result)
+    assert rows["cheap"]["errors"] == 0
+    completions = [b for b in cheap.requests if "prompt" in b]
+    probes = [i for i, b in enumerate(completions) if "MMX-PREFIX" in b["prompt"]]
+    assert probes == [0], "probed once, before any completion"
+    inline = completions[1:]
+    assert len(inline) == sum(1 for t in SUITE.tasks if t.kind == "inline")
+    assert all(b.get("suffix") is None for b in inline)
+    assert result.stderr.count("mmx: tier cheap (stub-cheap) does not fill in the middle") == 1
 
 
 def test_the_table_shows_the_matrix_and_a_model_on_a_tiers_provider(
