@@ -191,9 +191,17 @@ async def eval_suite(base_url: str) -> dict[str, list[tuple[float, bool]]]:
     # As `mmx-lsp eval` and the server do: no suffix to a tier that does not fill in the middle.
     fim = FimWatch(lambda message: print(f"  {message}"))
     try:
+        # The tier is probed before the suite, as a server has after its first completion.
+        await fim.suffix_ok_after_probe(contender.settings, providers, "cheap")
         for task in load_suite(ROOT / "fixtures/eval").tasks:
             doc = task.document()
-            decision = engine.decide(settings, doc, task.request(), sizes=sizes)
+            decision = engine.decide(
+                settings,
+                doc,
+                task.request(),
+                sizes=sizes,
+                prefix_only=fim.prefix_only(contender.settings),
+            )
             outcome = await answer(providers, contender, task, fim)
             features = decision.features
             sizes.observe(

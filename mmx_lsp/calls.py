@@ -301,18 +301,23 @@ def inline_usage(
     settings: Settings,
     kind: Kind,
     doc: Document,
-    row: int,
+    place: tuple[int, int],
     output_tokens: Mapping[Tier, int],
     shape: Shape,
+    prefix_only: frozenset[Tier] = frozenset(),
 ) -> dict[str, Usage]:
-    """`prompt_usage` of an inline completion at `row` without building its prompt (this one
-    is made at every keystroke): the prompt's fixed part for its template, plus the context
-    it would carry, its budget or what the document has near the cursor, whichever is less.
+    """`prompt_usage` of an inline completion at `place` (row, column) without building its
+    prompt (this one is made at every keystroke): the prompt's fixed part for its template,
+    plus the context it would carry, its budget or what the document has near the cursor,
+    whichever is less; for a tier in `prefix_only` (one that does not fill in the middle, so
+    sent no suffix: `health.FimWatch`), the context before the cursor only.
     tests/unit/test_calls.py keeps it within a few per cent of the prompt that is built."""
     usage: dict[str, Usage] = {}
     for tier, tier_config in settings.tiers.items():
         budget = chars_for_tokens(context_tokens(shape, tier_config))
-        context = tokens_for_bytes(excerpts.chars_near(doc, row, budget))
+        before, after = excerpts.chars_near(doc, place[0], place[1], budget)
+        sent = before if tier in prefix_only else before + after
+        context = tokens_for_bytes(sent)
         fixed = _template_tokens(doc.language, request_api(tier_config, kind))
         cap = min(tier_config.max_output_tokens, shape.max_output_tokens)
         usage[tier] = Usage(fixed + context, min(output_tokens[tier], cap))

@@ -74,6 +74,7 @@ def decide(
     request_id: str | None = None,
     router: Router | None = None,
     sizes: AnswerSizes | None = None,
+    prefix_only: frozenset[Tier] = frozenset(),
 ) -> Decision:
     features = measured(doc, request)
     return decide_features(
@@ -84,7 +85,7 @@ def decide(
         spent_today=spent_today,
         request_id=request_id,
         router=router,
-        usage=prompt_usage(settings, doc, request, features, sizes),
+        usage=prompt_usage(settings, doc, request, features, sizes, prefix_only),
     )
 
 
@@ -94,15 +95,16 @@ def prompt_usage(
     request: Request,
     features: Features,
     sizes: AnswerSizes | None = None,
+    prefix_only: frozenset[Tier] = frozenset(),
 ) -> dict[str, Usage]:
     """The tokens each tier would be sent for this request (its prompt, counted) and the
     answer's estimated size (each tier's model's recent answers, `sizes`, when known): what
     a pre-call estimate prices. An inline completion's prompt is sized without being built
-    (`calls.inline_usage`): it is priced at every keystroke. Remembered until the document
-    changes."""
+    (`calls.inline_usage`): it is priced at every keystroke; tiers in `prefix_only` are sent
+    no suffix. Remembered until the document changes."""
     key = ("prompt usage", request, features.kind)
     found = doc.memo.get(key)
-    learned = None if sizes is None else (sizes, sizes.version)
+    learned = (None if sizes is None else (sizes, sizes.version), prefix_only)
     if isinstance(found, tuple) and found[0] is settings and found[2] == learned:
         return dict(found[1])
     shape = calls.request_shape(settings, features.kind, features.hole)
@@ -116,7 +118,9 @@ def prompt_usage(
         for tier, tier_config in settings.tiers.items()
     }
     if features.kind in INLINE_KINDS:
-        usage = calls.inline_usage(settings, features.kind, doc, request.start[0], output, shape)
+        usage = calls.inline_usage(
+            settings, features.kind, doc, request.start, output, shape, prefix_only
+        )
     else:
         snap = calls.take_snapshot(
             doc, request.start, request.end, context_tokens=shape.context_tokens

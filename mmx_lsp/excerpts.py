@@ -89,14 +89,18 @@ def excerpt(
     return Excerpt(text, offset_start, offset_end, inner, imports)
 
 
-def chars_near(doc: Document, row: int, limit: int) -> int:
+def chars_near(doc: Document, row: int, column: int, limit: int) -> tuple[int, int]:
     """The characters a prompt's context of at most `limit` characters takes around
-    `row`: its line (clipped), then whole lines outwards, each side until a line does not
-    fit (as `prompts` chooses them, two lines above for each line below)."""
+    (`row`, `column`), before and after it: its line (clipped), then whole lines outwards,
+    each side until a line does not fit (as `prompts` chooses them, two lines above for each
+    line below)."""
     lines = doc.lines
     if not 0 <= row < len(lines):
-        return 0
-    total = min(len(lines[row]), limit)
+        return 0, 0
+    line = len(lines[row])
+    head = min(column, line)
+    before, after = min(head, limit), min(line - head, max(0, limit - head))
+    total = before + after
     low, high = row, row + 1
     up, down = True, True
     while up or down:
@@ -105,8 +109,10 @@ def chars_near(doc: Document, row: int, limit: int) -> int:
             if up:
                 low -= 1
                 total += len(lines[low])
+                before += len(lines[low])
         down = down and high < len(lines) and total + len(lines[high]) <= limit
         if down:
             total += len(lines[high])
+            after += len(lines[high])
             high += 1
-    return total
+    return before, after

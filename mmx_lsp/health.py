@@ -314,6 +314,10 @@ class FimWatch:
             spawn(self._probe(settings, providers, tier), "fill-in-the-middle probe")
         return True
 
+    def prefix_only(self, settings: Settings) -> frozenset[Tier]:
+        """The tiers found not to fill in the middle: sent no suffix, and so estimated."""
+        return frozenset(self._no_fim) if settings is self._settings else frozenset()
+
     async def suffix_ok_after_probe(
         self, settings: Settings, providers: Providers, tier: Tier
     ) -> bool:

@@ -304,8 +304,9 @@ class Pipeline:
         """Route one request with this server's state: overrides (peeked at: the caller
         consumes a "next" one), today's spend, the router, the models' answer sizes. Every
         decision the server makes or shows comes from here (or `decide_kinds`)."""
+        settings = settings or self._current_settings()
         return engine.decide(
-            settings or self._current_settings(),
+            settings,
             doc,
             request,
             override=self._overrides.lookup(doc.uri),
@@ -313,6 +314,7 @@ class Pipeline:
             request_id=request_id,
             router=self._router(),
             sizes=self.sizes,
+            prefix_only=self._fim.prefix_only(settings),
         )
 
     def decide_kinds(

@@ -684,9 +684,17 @@ async def test_a_tier_that_does_not_fill_in_the_middle_is_sent_no_suffix_and_the
 ) -> None:
     cheap.fim = "swap"  # the server puts the suffix before the prefix
     client, uri = await fim_client(tmp_path, cheap, premium)
+    where = {"uri": uri, "position": {"line": BODY.line, "character": BODY.character}}
+
+    async def estimated_input() -> int:
+        return int((await command(client, "mmx.explain", where))["estimate_tokens"]["cheap"][0])
+
     try:
+        with_suffix = await estimated_input()
         await inline(client, uri)
         await eventually(lambda: any("fill in the middle" in m.message for m in client.messages))
+        # Pre-call estimates count the prompt now sent: without the code after the cursor.
+        assert await estimated_input() < with_suffix
         [warning] = [m for m in client.messages if "fill in the middle" in m.message]
         assert warning.type == types.MessageType.Warning
         assert "suffix before the prefix" in warning.message and 'api = "chat"' in warning.message

@@ -94,15 +94,22 @@ def test_a_block_answer_ends_at_its_first_line_indented_less_than_the_cursor() -
     assert cut("x = 1\n\n        y") is None, "blank lines do not end a block"
 
 
-def sent_tokens(settings: Settings, doc: Document, place: tuple[int, int]) -> dict[str, int]:
-    """The input tokens of the prompt each tier is sent for an inline request at `place`."""
+def sent_tokens(
+    settings: Settings,
+    doc: Document,
+    place: tuple[int, int],
+    prefix_only: frozenset[str] = frozenset(),
+) -> dict[str, int]:
+    """The input tokens of the prompt each tier is sent for an inline request at `place`
+    (without the suffix for a tier in `prefix_only`)."""
     features = engine.measured(doc, Request("inline", place))
     shape = calls.request_shape(settings, "inline", features.hole)
     snap = calls.take_snapshot(doc, place, context_tokens=shape.context_tokens)
-    return {
-        tier: calls.prompt_tokens(calls.build_prompt("inline", snap, tier_config, (), shape))
-        for tier, tier_config in settings.tiers.items()
-    }
+    sent = {}
+    for tier, tier_config in settings.tiers.items():
+        prompt = calls.build_prompt("inline", snap, tier_config, (), shape)
+        sent[tier] = calls.prompt_tokens(prompt.without_suffix() if tier in prefix_only else prompt)
+    return sent
 
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
@@ -127,6 +134,22 @@ def test_an_inline_estimate_sizes_the_prompt_each_tier_would_be_sent(path: str) 
             assert abs(estimate - sent) <= 0.15 * sent + 4, (row, tier, estimate, sent)
     # Premium's context is capped at 100 tokens (its system message comes on top).
     assert decision.estimate_usage["premium"].input_tokens < 300
+
+
+def test_an_inline_estimate_for_a_tier_sent_no_suffix_counts_the_code_before_the_cursor() -> None:
+    settings = fim_settings()
+    file = FIXTURES / "go/ratelimit.go"
+    doc = Document.open(file.as_uri(), "go", 1, file.read_text())
+    row = len(doc.lines) // 2
+    for place in [(row, 0), (row, len(doc.line_text(row)) // 2), (len(doc.lines) // 4, 2)]:
+        whole = engine.decide(settings, doc, Request("inline", place)).estimate_usage
+        cut = engine.decide(
+            settings, doc, Request("inline", place), prefix_only=frozenset({"cheap"})
+        ).estimate_usage
+        sent = sent_tokens(settings, doc, place, frozenset({"cheap"}))["cheap"]
+        assert abs(cut["cheap"].input_tokens - sent) <= 0.15 * sent + 4, (place, cut, sent)
+        assert cut["cheap"].input_tokens < 0.8 * whole["cheap"].input_tokens
+        assert cut["premium"] == whole["premium"]
 
 
 def test_an_inline_estimate_in_a_short_file_counts_the_file_not_the_budget() -> None:
