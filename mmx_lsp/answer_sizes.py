@@ -6,8 +6,11 @@ lot here (a small local model may write five times what a hosted one writes for 
 fix), so the guess is replaced by what this model wrote for requests of the same `limits`
 entry: the median of its last answers, with the guess counted as one of them. Edits (a
 refactor, a fix, a docstring, an explanation) are sized relative to their selection; a
-completion in tokens. The server keeps one `AnswerSizes`, fed by every model call it makes
-and, at start, by the metrics database's recent requests.
+completion in tokens. A model's habit carries over between the kinds of edit: before its
+first docstring, a model that wrote three times the guess for its fixes is expected to do so
+again (the median of its answers ÷ guess over all edits, with 1 counted once). The server
+keeps one `AnswerSizes`, fed by every model call it makes and, at start, by the metrics
+database's recent requests.
 """
 
 from __future__ import annotations
@@ -35,28 +38,41 @@ class AnswerSizes:
     def __init__(self, window: int = WINDOW) -> None:
         self._window = window
         self._seen: dict[tuple[str, LimitKey], deque[float]] = {}
+        self._habit: dict[str, deque[float]] = {}  # per model: edit answers ÷ their guess
         self._lock = threading.Lock()
         self.version = 0  # counts answers seen: estimates remembered before are stale
 
     def observe(
-        self, model: str, kind: Kind, hole: object, output_tokens: int, selection_tokens: int
+        self,
+        model: str,
+        kind: Kind,
+        hole: object,
+        output_tokens: int,
+        selection_tokens: int,
+        guess: int = 0,
     ) -> None:
-        """One answer of `model` to a request of `kind` (filling `hole`)."""
+        """One answer of `model` to a request of `kind` (filling `hole`), for which `guess`
+        tokens were expected before anything was learned (0: not known)."""
         if output_tokens <= 0:
             return
         key = limit_key(kind, hole)
-        value = output_tokens / max(selection_tokens, 1) if _relative(key) else output_tokens
+        relative = _relative(key)
+        value = output_tokens / max(selection_tokens, 1) if relative else output_tokens
         with self._lock:
             seen = self._seen.setdefault((model, key), deque(maxlen=self._window))
             seen.append(float(value))
+            if relative and guess > 0:
+                habit = self._habit.setdefault(model, deque(maxlen=self._window))
+                habit.append(output_tokens / guess)
             self.version += 1
 
-    def observe_all(self, answers: Iterable[tuple[str, str, object, int, int]]) -> None:
-        """`observe` each of (model, kind, hole, output tokens, selection tokens), oldest
-        first (rows of the metrics database: a kind this version does not know is left out)."""
-        for model, kind, hole, output_tokens, selection_tokens in answers:
+    def observe_all(self, answers: Iterable[tuple[str, str, object, int, int, int]]) -> None:
+        """`observe` each of (model, kind, hole, output tokens, selection tokens, guess),
+        oldest first (rows of the metrics database: a kind this version does not know is
+        left out)."""
+        for model, kind, hole, output_tokens, selection_tokens, guess in answers:
             if is_kind(kind):
-                self.observe(model, kind, hole, output_tokens, selection_tokens)
+                self.observe(model, kind, hole, output_tokens, selection_tokens, guess)
 
     def estimate(
         self, model: str, kind: Kind, hole: object, selection_tokens: int, guess: int
@@ -68,9 +84,12 @@ class AnswerSizes:
         scale = max(selection_tokens, 1) if relative else 1
         with self._lock:
             seen = list(self._seen.get((model, key), ()))
-        if not seen:
-            return guess
-        return max(1, round(statistics.median([guess / scale, *seen]) * scale))
+            habit = list(self._habit.get(model, ())) if relative else []
+        if seen:
+            return max(1, round(statistics.median([guess / scale, *seen]) * scale))
+        if habit:
+            return max(1, round(guess * statistics.median([1.0, *habit])))
+        return guess
 
     def __len__(self) -> int:
         with self._lock:

@@ -170,11 +170,12 @@ class Session:
             return
         hole = decision.features.get("hole")
         selection = int(decision.features.get("selection_tokens") or 0)
+        guess = int(decision.features.get("estimated_output_tokens") or 0)
         for step in flight.billed:
             if step.reply is not None and step.tier in settings.tiers:
                 model = settings.tiers[step.tier].model
                 output = step.reply.usage.output_tokens
-                self.sizes.observe(model, status.kind, hole, output, selection)
+                self.sizes.observe(model, status.kind, hole, output, selection, guess)
 
     def verdict(self, request_id: str, value: str) -> bool:
         """Record the editor's verdict on an answer; False for an unknown request."""

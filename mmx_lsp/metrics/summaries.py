@@ -224,18 +224,21 @@ def summarize(
     return {"since": cutoff, "by": by, "totals": total, f"by_{by}": rows}
 
 
-def recent_answers(conn: sqlite3.Connection, limit: int) -> list[tuple[str, str, Any, int, int]]:
-    """(model, kind, hole, output tokens, selection tokens) of the newest `limit` answers
-    from one model call each (no cache hit, escalation, error or cancellation), oldest
-    first: what `answer_sizes` learns answer lengths from."""
+def recent_answers(
+    conn: sqlite3.Connection, limit: int
+) -> list[tuple[str, str, Any, int, int, int]]:
+    """(model, kind, hole, output tokens, selection tokens, guessed output tokens) of the
+    newest `limit` answers from one model call each (no cache hit, escalation, error or
+    cancellation), oldest first: what `answer_sizes` learns answer lengths from."""
     rows = conn.execute(
         "SELECT model, kind, json_extract(features, '$.hole'), output_tokens, "
-        "COALESCE(json_extract(features, '$.selection_tokens'), 0) FROM requests "
+        "COALESCE(json_extract(features, '$.selection_tokens'), 0), "
+        "COALESCE(json_extract(features, '$.estimated_output_tokens'), 0) FROM requests "
         "WHERE cached = 0 AND escalated = 0 AND cancelled = 0 AND error IS NULL "
         "AND output_tokens > 0 ORDER BY id DESC LIMIT ?",
         (limit,),
     ).fetchall()
-    return [(m, k, h, int(o), int(s)) for m, k, h, o, s in reversed(rows)]
+    return [(m, k, h, int(o), int(s), int(g)) for m, k, h, o, s, g in reversed(rows)]
 
 
 def estimated_requests(

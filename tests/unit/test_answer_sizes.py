@@ -29,6 +29,20 @@ def test_an_edit_is_sized_relative_to_its_selection() -> None:
     assert sizes.estimate("small", "refactor", "selection", 100, 130) == 130, "per kind"
 
 
+def test_a_models_habit_carries_over_to_a_kind_of_edit_it_has_not_answered_yet() -> None:
+    sizes = AnswerSizes()
+    for _ in range(3):  # fixes: four times what was guessed
+        sizes.observe("small", "fix", "selection", 400, 60, guess=100)
+    # No docstring seen yet: its guess, scaled by the model's habit on edits (median of
+    # 1 counted once and three answers of 4× the guess).
+    assert sizes.estimate("small", "docstring", "selection", 90, 159) == 636
+    assert sizes.estimate("other", "docstring", "selection", 90, 159) == 159, "per model"
+    assert sizes.estimate("small", "inline", "line", 0, 32) == 32, "edits only"
+    sizes.observe("small", "docstring", "selection", 100, 90, guess=159)
+    # Once the kind has answers of its own, they decide.
+    assert sizes.estimate("small", "docstring", "selection", 90, 159) == round((159 + 100) / 2)
+
+
 def test_a_completion_is_sized_in_tokens_per_hole() -> None:
     sizes = AnswerSizes()
     for tokens in (12, 20, 16):
@@ -39,8 +53,10 @@ def test_a_completion_is_sized_in_tokens_per_hole() -> None:
 
 def test_only_the_newest_answers_count_and_unknown_rows_are_left_out() -> None:
     sizes = AnswerSizes(window=3)
-    sizes.observe_all([("m", "inline", "line", 40, 0)] * 5 + [("m", "inline", "line", 8, 0)] * 3)
-    sizes.observe_all([("m", "a-kind-from-the-future", None, 999, 0)])
+    sizes.observe_all(
+        [("m", "inline", "line", 40, 0, 32)] * 5 + [("m", "inline", "line", 8, 0, 32)] * 3
+    )
+    sizes.observe_all([("m", "a-kind-from-the-future", None, 999, 0, 0)])
     assert len(sizes) == 3
     assert sizes.estimate("m", "inline", "line", 0, 32) == 8
 
