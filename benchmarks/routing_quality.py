@@ -194,7 +194,7 @@ def verifier_table(items: list[rd.Item]) -> tuple[list[str], tuple[float, float]
             )
         recall, false_alarms = flagged_fail / fails, flagged_pass / passes
         lines.append(
-            f"     {'all acted on':22} catches {flagged_fail:3d} ({recall:.0%} of failures)"
+            f"     {'all acted on':22} catches {flagged_fail:3d} ({recall:.1%} of failures)"
             f"  false alarms {flagged_pass:3d} ({false_alarms:.1%} of passes)"
             f"   goals ≥ 30 % and ≤ 5 %"
         )
@@ -338,7 +338,7 @@ def policy_lines(items: list[rd.Item], runs: dict[str, dict[str, Any]]) -> list[
         )
         lines.append(
             f"   {'':17}verifier: {caught}/{cheap_fail} cheap failures caught"
-            f" ({caught / max(cheap_fail, 1):.0%}), {false_alarm}/{cheap_pass} cheap passes"
+            f" ({caught / max(cheap_fail, 1):.1%}), {false_alarm}/{cheap_pass} cheap passes"
             f" escalated for nothing ({false_alarm / max(cheap_pass, 1):.1%})"
         )
     cheap_passes = sum(it.passes(rd.CHEAP_MODEL) for it in items)
