@@ -18,6 +18,7 @@ Every text in the result is redacted: no API key ever appears in it.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
 import time
@@ -103,7 +104,8 @@ def _http(
             status, raw = response.status, response.read()
     except urllib.error.HTTPError as exc:
         status, raw = exc.code, exc.read()
-    except (urllib.error.URLError, OSError) as exc:  # refused, no such host, timed out
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        # Refused, no such host, timed out, or the answer cut off.
         reason = getattr(exc, "reason", exc)
         raise _Unreachable(str(reason) or type(reason).__name__) from None
     text = raw.decode("utf-8", errors="replace")

@@ -438,6 +438,35 @@ def test_a_completions_tier_that_does_not_fill_in_the_middle_gets_no_suffix_as_i
     assert result.stderr.count("mmx: tier cheap (stub-cheap) does not fill in the middle") == 1
 
 
+def test_a_fill_in_the_middle_probe_that_breaks_does_not_stop_the_run(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    cheap.mode = "disconnect"  # every answer, the probe's too, is cut off mid-body
+    cheap.reply_fn = lambda body: (
+        "x" if "MMX-PREFIX" in str(body.get("prompt")) else cheap_answer(body)
+    )
+    config = workspace(tmp_path, cheap, premium) / "mmx.toml"
+    config.write_text(
+        config.read_text().replace(
+            'model = "stub-cheap"\n', 'model = "stub-cheap"\napi = "completions"\n'
+        )
+    )
+    result = run_eval(
+        tmp_path,
+        "--models",
+        "cheap",
+        "--no-auto",
+        "--format",
+        "json",
+        "--workspace",
+        str(tmp_path),
+        "--no-record",
+    )
+    rows = rows_of(result)  # the run ends normally
+    assert rows["cheap"]["errors"] == N
+    assert "Traceback" not in result.stderr
+
+
 def test_the_table_shows_the_matrix_and_a_model_on_a_tiers_provider(
     tmp_path: Path, cheap: StubServer, premium: StubServer
 ) -> None:
