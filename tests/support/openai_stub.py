@@ -307,11 +307,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = self.path.rstrip("/")
+        # The body is read first, whatever the route: left unread, it would be taken for the
+        # next request on this kept-alive connection.
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
         if path not in ("/v1/chat/completions", "/v1/completions"):
             self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "nf"}})
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length)
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
