@@ -8,9 +8,15 @@ entry: the median of its last answers, with the guess counted as one of them. Ed
 refactor, a fix, a docstring, an explanation) are sized relative to their selection; a
 completion in tokens. A model's habit carries over between the kinds of edit: before its
 first docstring, a model that wrote three times the guess for its fixes is expected to do so
-again (the median of its answers ÷ guess over all edits, with 1 counted once). The server
-keeps one `AnswerSizes`, fed by every model call it makes and, at start, by the metrics
-database's recent requests.
+again (the median of its answers ÷ guess over all edits, with 1 counted once).
+
+The prompt's side is counted (`calls.prompt_tokens`), but each model's tokenizer counts
+differently (a small local model's may count 1.5 times as many tokens in the same Go code),
+so the count is scaled by the median of what the provider reported ÷ what was counted for
+that model's last prompts, with 1 counted once.
+
+The server keeps one `AnswerSizes`, fed by every model call it makes and, at start, by the
+metrics database's recent requests.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ class AnswerSizes:
         self._window = window
         self._seen: dict[tuple[str, LimitKey], deque[float]] = {}
         self._habit: dict[str, deque[float]] = {}  # per model: edit answers ÷ their guess
+        self._tokenizer: dict[str, deque[float]] = {}  # per model: reported ÷ counted input
+        self._scale: dict[str, float] = {}  # their median, with 1 counted once
         self._lock = threading.Lock()
         self.version = 0  # counts answers seen: estimates remembered before are stale
 
@@ -65,6 +73,28 @@ class AnswerSizes:
                 habit = self._habit.setdefault(model, deque(maxlen=self._window))
                 habit.append(output_tokens / guess)
             self.version += 1
+
+    def observe_prompt(self, model: str, counted: int, reported: int) -> None:
+        """One prompt sent to `model`: `counted` tokens by `calls.prompt_tokens`, `reported`
+        by its provider (or counted by its own tokenizer)."""
+        if counted <= 0 or reported <= 0:
+            return
+        with self._lock:
+            seen = self._tokenizer.setdefault(model, deque(maxlen=self._window))
+            seen.append(reported / counted)
+            self._scale[model] = statistics.median([1.0, *seen])
+            self.version += 1
+
+    def observe_prompts(self, prompts: Iterable[tuple[str, int, int]]) -> None:
+        """`observe_prompt` each of (model, counted, reported), oldest first."""
+        for model, counted, reported in prompts:
+            self.observe_prompt(model, counted, reported)
+
+    def input_tokens(self, model: str, counted: int) -> int:
+        """The input tokens `model`'s provider will report for a prompt counted at
+        `counted` (read at every keystroke: a lookup)."""
+        scale = self._scale.get(model)
+        return counted if scale is None else round(counted * scale)
 
     def observe_all(self, answers: Iterable[tuple[str, str, object, int, int, int]]) -> None:
         """`observe` each of (model, kind, hole, output tokens, selection tokens, guess),

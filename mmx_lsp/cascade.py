@@ -60,6 +60,7 @@ class Reply:
     premium_usd: Decimal | None = None  # what the same tokens would have cost on premium
     template_version: str = ""
     prompt: str | None = None  # the prompt, when the settings store prompts
+    counted_input_tokens: int = 0  # the prompt by `calls.prompt_tokens` (the estimate's count)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
 from mmx_lsp import calls
 from mmx_lsp.answer_sizes import AnswerSizes
@@ -77,15 +78,16 @@ def decide(
     prefix_only: frozenset[Tier] = frozenset(),
 ) -> Decision:
     features = measured(doc, request)
-    return decide_features(
+    return _priced(
         settings,
         doc,
         features,
+        prompt_usage(settings, doc, request, features, sizes, prefix_only),
+        sizes,
         override=override,
         spent_today=spent_today,
         request_id=request_id,
         router=router,
-        usage=prompt_usage(settings, doc, request, features, sizes, prefix_only),
     )
 
 
@@ -130,6 +132,37 @@ def prompt_usage(
     return usage
 
 
+def _priced(
+    settings: Settings,
+    doc: Document,
+    features: Features,
+    counted: dict[str, Usage],
+    sizes: AnswerSizes | None,
+    **options: Any,
+) -> Decision:
+    """`decide_features` with the prompt tokens each tier's provider will report (its
+    model's tokenizer, `sizes.input_tokens`) in the estimate, and the tiers compared on the
+    prompts as counted: a model whose tokenizer is known must not look dearer than one
+    whose is not yet."""
+    usage = counted
+    if sizes is not None:
+        usage = {
+            tier: Usage(
+                sizes.input_tokens(config.model, counted[tier].input_tokens),
+                counted[tier].output_tokens,
+            )
+            for tier, config in settings.tiers.items()
+        }
+    return decide_features(
+        settings,
+        doc,
+        features,
+        usage=usage,
+        compared_input={tier: u.input_tokens for tier, u in counted.items()},
+        **options,
+    )
+
+
 def decide_kinds(
     settings: Settings,
     doc: Document,
@@ -146,14 +179,15 @@ def decide_kinds(
     decisions: dict[Kind, Decision] = {}
     for kind in kinds:
         measured_kind = for_kind(features, kind)
-        decisions[kind] = decide_features(
+        decisions[kind] = _priced(
             settings,
             doc,
             measured_kind,
+            prompt_usage(settings, doc, request, measured_kind, sizes),
+            sizes,
             override=override,
             spent_today=spent_today,
             router=router,
-            usage=prompt_usage(settings, doc, request, measured_kind, sizes),
         )
     return decisions
 
@@ -168,6 +202,7 @@ def decide_features(
     request_id: str | None = None,
     router: Router | None = None,
     usage: dict[str, Usage] | None = None,
+    compared_input: dict[str, int] | None = None,
 ) -> Decision:
     value, contributions = score(features)
     return route(
@@ -181,4 +216,5 @@ def decide_features(
         spent_today=spent_today,
         router=router,
         usage=usage,
+        compared_input=compared_input,
     )

@@ -476,6 +476,7 @@ class Pipeline:
             premium_usd=cost_usd(reply.usage, premium) if premium else None,
             template_version=prompt.template_version,
             prompt=prompt.cache_context if settings.privacy.store_prompts else None,
+            counted_input_tokens=calls.prompt_tokens(prompt),
         )
 
     # ------------------------------------------------------------------ typed-ahead reuse

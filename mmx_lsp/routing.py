@@ -233,10 +233,13 @@ def route(
     spent_today: Decimal = Decimal(0),
     router: Router | None = None,
     usage: Mapping[str, Usage] | None = None,
+    compared_input: Mapping[str, int] | None = None,
 ) -> Decision:
     """Choose the tier: an override, else the first matching rule, else the learned router's
     expected costs (completions, with `routing.router = "learned"`), else the threshold.
-    `usage`: the tokens each tier would be sent and write (see `estimate`)."""
+    `usage`: the tokens each tier would be sent and write (see `estimate`);
+    `compared_input`: each tier's prompt as counted, which the tiers are compared on (when
+    `usage` is what each model's tokenizer is known to report)."""
     what = describe(features)
     limit = threshold(settings, spent_today)
     rule_json: dict[str, Any] | None = None
@@ -262,13 +265,14 @@ def route(
             base = settings.routing.premium_above
             weight = (1 - limit) / (1 - base) if base < 1 else 1.0
             failure = settings.routing.failed_answer_usd * Decimal(str(round(weight, 4)))
-            # The tiers are compared on one answer size, the guess for this request: a few
-            # short answers of one model (`answer_sizes`, which the shown estimate uses) must
-            # not tip the choice.
+            # The tiers are compared on one answer size, the guess for this request, and on
+            # prompts as counted: a few short answers of one model, or its tokenizer
+            # (`answer_sizes`, which the shown estimate uses), must not tip the choice.
             same = None
             if usage is not None:
                 guess = features.estimated_output_tokens
-                same = {t: Usage(u.input_tokens, guess) for t, u in usage.items()}
+                counted = compared_input or {}
+                same = {t: Usage(counted.get(t, u.input_tokens), guess) for t, u in usage.items()}
             compared = estimate(settings, features, same)
             costs = expected_costs(
                 router, p_cheap_ok, compared["cheap"], compared["premium"], failure

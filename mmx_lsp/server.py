@@ -285,14 +285,17 @@ class MmxServer(LanguageServer):
         return task
 
     async def learn_answer_sizes(self) -> None:
-        """Seed the answer sizes with the recent answers in the metrics database, so that
-        pre-call estimates know each model's habits from the first request."""
+        """Seed the answer sizes (and each model's count of prompt tokens) with the recent
+        requests in the metrics database, so that pre-call estimates know each model's
+        habits from the first request."""
         try:
             answers = await asyncio.to_thread(self.metrics.recent_answers)
+            prompts = await asyncio.to_thread(self.metrics.recent_prompts)
         except Exception as exc:  # the database is damaged or gone: the store says so
             log.info("answer sizes not read from the metrics database: %s", exc)
             return
         self.sizes.observe_all(answers)
+        self.sizes.observe_prompts(prompts)
 
     async def watch_regressions(
         self, first_s: float = REGRESSION_FIRST_CHECK_S, every_s: float = REGRESSION_CHECK_S

@@ -116,6 +116,8 @@ class Session:
             extra["cached_input_tokens"] = flight.usage.cached_input_tokens
             extra["model_ms"] = flight.model_ms
             extra["prompt"] = None if last is None else last.prompt
+            if last is not None and last.counted_input_tokens:
+                extra["counted_input_tokens"] = last.counted_input_tokens
         if queue_ms is not None:
             extra["queue_ms"] = queue_ms
         if status.usage_estimated:
@@ -176,6 +178,9 @@ class Session:
                 model = settings.tiers[step.tier].model
                 output = step.reply.usage.output_tokens
                 self.sizes.observe(model, status.kind, hole, output, selection, guess)
+                if not step.reply.usage_estimated:
+                    counted = step.reply.counted_input_tokens
+                    self.sizes.observe_prompt(model, counted, step.reply.usage.input_tokens)
 
     def verdict(self, request_id: str, value: str) -> bool:
         """Record the editor's verdict on an answer; False for an unknown request."""

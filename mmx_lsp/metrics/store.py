@@ -28,7 +28,7 @@ from mmx_lsp.metrics.schema import (
     open_database,
     path_from_settings,
 )
-from mmx_lsp.metrics.summaries import recent_answers, summarize
+from mmx_lsp.metrics.summaries import recent_answers, recent_prompts, summarize
 
 # --------------------------------------------------------------------------- the store
 
@@ -204,6 +204,13 @@ class MetricsStore:
             return []
         with self.reader() as conn:
             return recent_answers(conn, limit)
+
+    def recent_prompts(self, limit: int = 2000) -> list[tuple[str, int, int]]:
+        """See `summaries.recent_prompts` (nothing when no metrics are recorded)."""
+        if self._disabled is not None:
+            return []
+        with self.reader() as conn:
+            return recent_prompts(conn, limit)
 
     def regressions(self, policy: RegressionPolicy | None = None) -> list[Regression]:
         self.flush()

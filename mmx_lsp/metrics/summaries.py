@@ -241,6 +241,22 @@ def recent_answers(
     return [(m, k, h, int(o), int(s), int(g)) for m, k, h, o, s, g in reversed(rows)]
 
 
+def recent_prompts(conn: sqlite3.Connection, limit: int) -> list[tuple[str, int, int]]:
+    """(model, counted input tokens, reported input tokens) of the newest `limit` requests
+    from one model call each whose provider reported (or whose tokenizer counted) the usage,
+    oldest first: how each model's tokenizer counts against `calls.prompt_tokens`."""
+    rows = conn.execute(
+        "SELECT model, json_extract(extra, '$.counted_input_tokens'), input_tokens "
+        "FROM requests WHERE cached = 0 AND escalated = 0 AND cancelled = 0 "
+        "AND error IS NULL AND input_tokens > 0 "
+        "AND json_extract(extra, '$.counted_input_tokens') > 0 "
+        "AND NOT COALESCE(json_extract(extra, '$.usage_estimated'), 0) "
+        "ORDER BY id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [(m, int(c), int(r)) for m, c, r in reversed(rows)]
+
+
 def estimated_requests(
     conn: sqlite3.Connection,
     since: float | None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -532,33 +533,41 @@ async def test_explain_resolve_sends_the_explanation(
 async def test_a_restarted_server_estimates_with_the_answer_lengths_it_recorded(
     tmp_path: Path, cheap: StubServer, premium: StubServer
 ) -> None:
-    """Each model's answer lengths are read back from the metrics database at start, so the
-    next session's pre-call estimates know them before its first answer."""
+    """Each model's answer lengths, and how its provider counts prompt tokens against the
+    server's count, are read back from the metrics database at start, so the next session's
+    pre-call estimates know them before its first answer."""
     cheap.reply = "\n    ".join(f"total_{i} = a * {i} + b" for i in range(40))
     options = settings(tmp_path, cheap, premium)
     where = {"position": {"line": BODY.line, "character": BODY.character}}
 
-    async def estimated_output(client: LanguageClient, uri: str) -> int:
+    async def estimated(client: LanguageClient, uri: str) -> tuple[int, int]:
         explained = await command(client, "mmx.explain", {"uri": uri, **where})
-        return int(explained["estimate_tokens"]["cheap"][1])
+        tokens_in, tokens_out = explained["estimate_tokens"]["cheap"]
+        return int(tokens_in), int(tokens_out)
 
     client = await start(tmp_path, init_options=options)
     try:
         uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
-        guess = await estimated_output(client, uri)
+        guess = await estimated(client, uri)
         statuses = collect_statuses(client)
         await inline(client, uri)
         await eventually(lambda: len(statuses) == 1)
         answered = statuses[0].output_tokens
-        assert answered > guess
+        assert answered > guess[1]
     finally:
         await stop(client)
+    with sqlite3.connect(tmp_path / "xdg_data_home" / "mmx" / "metrics.sqlite3") as db:
+        [(counted, reported)] = db.execute(
+            "SELECT json_extract(extra, '$.counted_input_tokens'), input_tokens FROM requests"
+        ).fetchall()
+    assert reported == statuses[0].input_tokens and reported != counted
+    # The median of the guess and the one answer; of the server's count and the provider's.
+    learned = (round(guess[0] * (1 + reported / counted) / 2), round((guess[1] + answered) / 2))
     client = await start(tmp_path, init_options=options)
     try:
         uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
-        learned = round((guess + answered) / 2)  # the median of the guess and the one answer
         deadline = asyncio.get_running_loop().time() + TIMEOUT_S
-        while (estimate := await estimated_output(client, uri)) != learned:
+        while (estimate := await estimated(client, uri)) != learned:
             assert estimate == guess, "only the guess, before the database is read"
             assert asyncio.get_running_loop().time() < deadline, "the answer was not read back"
             await asyncio.sleep(0.05)

@@ -43,6 +43,19 @@ def test_a_models_habit_carries_over_to_a_kind_of_edit_it_has_not_answered_yet()
     assert sizes.estimate("small", "docstring", "selection", 90, 159) == round((159 + 100) / 2)
 
 
+def test_a_prompt_is_counted_as_its_models_tokenizer_counts() -> None:
+    sizes = AnswerSizes()
+    assert sizes.input_tokens("small", 200) == 200, "our count until a provider reports"
+    sizes.observe_prompt("small", 100, 150)
+    assert sizes.input_tokens("small", 200) == 250, "one report counts as much as our count"
+    for _ in range(2):
+        sizes.observe_prompt("small", 120, 180)
+    assert sizes.input_tokens("small", 200) == 300
+    assert sizes.input_tokens("big", 200) == 200, "per model"
+    sizes.observe_prompts([("big", 0, 50), ("big", 50, 0)])
+    assert sizes.input_tokens("big", 200) == 200, "nothing counted or reported: left out"
+
+
 def test_a_completion_is_sized_in_tokens_per_hole() -> None:
     sizes = AnswerSizes()
     for tokens in (12, 20, 16):
