@@ -138,3 +138,11 @@ def test_routing_compares_the_tiers_on_one_answer_size() -> None:
     assert learned.estimate_usd["premium"] < plain.estimate_usd["premium"]
     assert learned.estimate_usd["cheap"] == plain.estimate_usd["cheap"]
     assert (learned.tier, learned.expected_usd) == (plain.tier, plain.expected_usd)
+    # So with one model's tokenizer: its estimate rises, the choice stays.
+    for _ in range(3):
+        sizes.observe_prompt("small", 100, 300)
+    counted = engine.decide(settings, doc, request, router=router, sizes=sizes)
+    tokens = counted.estimate_usage["cheap"].input_tokens
+    assert tokens == 3 * learned.estimate_usage["cheap"].input_tokens
+    assert counted.estimate_usd["cheap"] > learned.estimate_usd["cheap"]
+    assert (counted.tier, counted.expected_usd) == (plain.tier, plain.expected_usd)
