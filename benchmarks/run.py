@@ -106,7 +106,8 @@ def bare_reparse(text: str, row: int, repeat: int) -> list[float]:
 
 def decisions(text: str, row: int, repeat: int) -> list[float]:
     """What the server does per keystroke: apply the edit, measure, score, route (with the
-    server's default router, and answer sizes learned from a full window of answers)."""
+    server's default router, and answer sizes and prompt counts learned from a full window
+    of answers)."""
     from mmx_lsp.answer_sizes import AnswerSizes
     from mmx_lsp.router import load_built_in
     from mmx_lsp.scoring import FEATURE_NAMES
@@ -117,6 +118,7 @@ def decisions(text: str, row: int, repeat: int) -> list[float]:
     for tier in settings.tiers.values():
         for n in range(50):
             sizes.observe(tier.model, "inline", "line", 10 + n % 7, 0)
+            sizes.observe_prompt(tier.model, 200, 230 + n % 11)
     doc = Document.open("file:///bench.py", "python", 0, text)
     doc.tree()
     col = len(doc.line_text(row)) - len(doc.line_text(row).lstrip())
