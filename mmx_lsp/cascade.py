@@ -14,7 +14,9 @@ follow, so the eval measures what the server does:
   `Escalation` decision says so and the time left allows; a premium call that fails keeps
   the cheap answer.
 - An answer that fails verification is not applied: an edit is dropped (with an error), ghost
-  text is still shown when it is not blank (the user sees it and may ignore it).
+  text is still shown when it is not blank (the user sees it and may ignore it). An edit the
+  endpoint cut off at its length cap fails however it parses (`judged`): applied, it would
+  drop the end of the code it replaces.
 - Every call that got a reply is billed (`Step.billed`), including answers the cascade
   discarded; a call that failed costs nothing. Identical requests in flight share one
   `Flight`, whose cost is carried by exactly one of them (`Flight.claim`): the first to
@@ -36,7 +38,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 from mmx_lsp.errors import ProviderError, ProviderTimeout, TierSkipped
-from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, other_tier
+from mmx_lsp.kinds import EDIT_KINDS, INLINE_KINDS, Kind, Tier, other_tier
 from mmx_lsp.pricing import Usage
 from mmx_lsp.router import Router, escalation_pays
 from mmx_lsp.verify import Verdict
@@ -60,6 +62,7 @@ class Reply:
     premium_usd: Decimal | None = None  # what the same tokens would have cost on premium
     template_version: str = ""
     prompt: str | None = None  # the prompt, when the settings store prompts
+    cut_off: bool = False  # the endpoint stopped the answer at its length cap
     counted_input_tokens: int = 0  # the prompt by `calls.prompt_tokens` (the estimate's count)
 
 
@@ -286,7 +289,7 @@ async def run(
             return flight
         flight.fallback = f"{tier} tier not configured ({problem}); used {other_tier(tier)}"
         tier = other_tier(tier)
-    step = await _call(flight, tier, attempt, verify)
+    step = await _call(flight, kind, tier, attempt, verify)
     if step.error is not None:
         other = other_tier(tier)
         if flight.fallback is not None or configured(other) is not None:
@@ -298,7 +301,7 @@ async def run(
             failed.error = f"{step.error}; too little time left to ask the {other} tier"
             return failed
         tier = other
-        step = await _call(flight, tier, attempt, verify)
+        step = await _call(flight, kind, tier, attempt, verify)
         # A tier skipped by its circuit breaker says so ("cheap tier skipped for 30 s …").
         down = first_error if skipped else f"{other_tier(tier)} tier {what}"
         if step.error is not None:
@@ -311,7 +314,7 @@ async def run(
         and configured("premium") is None
         and (budget is None or budget.allows("premium"))
     ):
-        premium = await _call(flight, "premium", attempt, verify, escalation=True)
+        premium = await _call(flight, kind, "premium", attempt, verify, escalation=True)
         if premium.error is None:
             step, tier, flight.escalated = premium, "premium", True
     flight.tier = tier
@@ -326,8 +329,29 @@ async def run(
     return flight
 
 
+CUT_OFF = (
+    "the answer was cut off at its length cap: raise max_output_tokens for this kind of "
+    "request (limits) or for the tier"
+)
+
+
+def judged(kind: Kind, cut_off: bool, verdict: Verdict) -> tuple[bool, str]:
+    """Whether an answer passes, and why not: the check's verdict, except that an edit cut
+    off at its length cap fails whatever the check found (an explanation or ghost text cut
+    short is still worth showing)."""
+    if cut_off and kind in EDIT_KINDS:
+        return False, CUT_OFF
+    return verdict.ok, verdict.reason
+
+
 async def _call(
-    flight: Flight, tier: Tier, attempt: Attempt, verify: Verifier, *, escalation: bool = False
+    flight: Flight,
+    kind: Kind,
+    tier: Tier,
+    attempt: Attempt,
+    verify: Verifier,
+    *,
+    escalation: bool = False,
 ) -> Step:
     try:
         reply = await attempt(tier)
@@ -338,8 +362,8 @@ async def _call(
             tier, None, error=str(exc), escalation=escalation, timed_out=slow, skipped=skipped
         )
     else:
-        verdict = verify(reply.text)
-        step = Step(tier, reply, verdict.ok, verdict.reason, escalation=escalation)
+        passed, reason = judged(kind, reply.cut_off, verify(reply.text))
+        step = Step(tier, reply, passed, reason, escalation=escalation)
     flight.steps.append(step)
     return step
 

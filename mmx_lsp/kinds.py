@@ -16,6 +16,8 @@ INLINE_KINDS: frozenset[Kind] = frozenset(get_args(InlineKind))
 # Kinds made from a code action on a selection.
 ActionKind = Literal["refactor", "fix", "docstring", "explain"]
 ACTION_KINDS: frozenset[Kind] = frozenset(get_args(ActionKind))
+# Code actions whose answer replaces the selection.
+EDIT_KINDS: frozenset[Kind] = ACTION_KINDS - {"explain"}
 
 Tier = Literal["cheap", "premium"]
 TIERS: tuple[Tier, ...] = get_args(Tier)

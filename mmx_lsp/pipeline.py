@@ -477,6 +477,7 @@ class Pipeline:
             template_version=prompt.template_version,
             prompt=prompt.cache_context if settings.privacy.store_prompts else None,
             counted_input_tokens=calls.prompt_tokens(prompt),
+            cut_off=reply.cut_off,
         )
 
     # ------------------------------------------------------------------ typed-ahead reuse

@@ -73,7 +73,8 @@ class ModelReply:
     HTTP requests made. `usage_source` says where the token counts come from: "provider"
     (the endpoint's usage), "tokenizer" (the endpoint reported none, and its model's own
     tokenizer counted what was sent and received: llama.cpp's `/tokenize`) or "estimate"
-    (neither: `tokens.estimate_tokens`); `usage_estimated` is True for the last.
+    (neither: `tokens.estimate_tokens`); `usage_estimated` is True for the last. `cut_off`:
+    the endpoint stopped the answer at `max_tokens` (finish reason "length").
     """
 
     text: str
@@ -84,6 +85,7 @@ class ModelReply:
     attempts: int
     usage_estimated: bool = False
     usage_source: str = "provider"
+    cut_off: bool = False
 
 
 # Where an OpenAI-compatible server that reports no usage may count tokens with its model's
@@ -378,6 +380,7 @@ class Providers:
                 attempts=attempts,
                 usage_estimated=reply.usage_estimated,
                 usage_source=reply.usage_source,
+                cut_off=reply.cut_off,
             )
 
     def _delay(self, exc: ProviderError, attempt: int) -> float:
@@ -488,6 +491,7 @@ class Providers:
         finished = False
         cut_at: int | None = None  # characters received when the answer was cut
         cut_text = ""
+        cut_off = False  # the endpoint stopped the answer at max_tokens
         async for chunk in stream:
             chunks += 1
             reported_model = getattr(chunk, "model", None) or reported_model
@@ -498,8 +502,10 @@ class Providers:
                     piece = getattr(delta, "content", None) if delta is not None else None
                 else:
                     piece = getattr(choice, "text", None)
-                if getattr(choice, "finish_reason", None):
+                reason = getattr(choice, "finish_reason", None)
+                if reason:
                     finished = True
+                    cut_off = cut_off or reason == "length"
                 if isinstance(piece, str) and piece:
                     parts.append(piece)
                     if request.cut is not None:
@@ -557,6 +563,7 @@ class Providers:
             attempts=1,
             usage_estimated=source == "estimate",
             usage_source=source,
+            cut_off=cut_off,
         )
 
     async def _count_tokens(self, target: _Target, texts: list[str]) -> list[int] | None:

@@ -49,6 +49,7 @@ class Outcome:
     fallback: bool = False  # auto: the routed tier failed or is not set up; the other answered
     calls: int = 1
     usage_estimated: bool = False  # the endpoint reported no usage: counted from the text
+    cut_off: bool = False  # the endpoint stopped the answer at its length cap
 
     @classmethod
     def unanswered(
@@ -149,7 +150,9 @@ async def answer(
         latency_ms = (time.perf_counter() - started) * 1000
         return Outcome.unanswered(task, contender.tier, contender.model, str(exc), latency_ms)
     text = clean_answer(task, snap, reply.text)
-    verdict = calls.verify_answer(snap, task.kind, text)
+    verified, why = cascade.judged(
+        task.kind, reply.cut_off, calls.verify_answer(snap, task.kind, text)
+    )
     result = await check(task, text)
     return Outcome(
         task=task.name,
@@ -159,12 +162,13 @@ async def answer(
         answer=text,
         passed=result.passed,
         reason=result.reason,
-        verified=verdict.ok,
-        verify_reason=verdict.reason,
+        verified=verified,
+        verify_reason=why,
         latency_ms=reply.latency_ms,
         usage=reply.usage,
         cost_usd=reply_cost(reply, contender.price),
         usage_estimated=reply.usage_estimated,
+        cut_off=reply.cut_off,
     )
 
 
@@ -239,6 +243,7 @@ class _Runner:
                 usage=outcome.usage,
                 model_version=outcome.model_version,
                 latency_ms=outcome.latency_ms,
+                cut_off=outcome.cut_off,
             )
 
         def verify(text: str) -> Verdict:

@@ -508,6 +508,44 @@ async def test_refactor_resolve_returns_a_workspace_edit_on_the_range(
         await stop(client)
 
 
+async def test_an_edit_cut_off_at_its_length_cap_is_not_applied(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    """The endpoint says it stopped at max_tokens: the start of the rewrite parses, but
+    applied it would delete the rest of the selection."""
+    cheap.reply = "def add(a, b):\n    return a"
+    cheap.finish_reason = "length"
+    premium.reply = "def add(a, b):\n    return a + b"
+    client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), SMALL, "python")
+        [action] = await client.text_document_code_action_async(
+            action_params(uri, SELECTION, "refactor.rewrite.mmx")
+        )
+        status_future = waiter(client)
+        resolved = await client.code_action_resolve_async(action)
+        status = await asyncio.wait_for(status_future, TIMEOUT_S)
+        assert resolved.edit is not None and resolved.edit.changes is not None
+        assert resolved.edit.changes[uri][0].new_text == "def add(a, b):\n    return a + b\n"
+        assert status.escalated and [(a.tier, a.passed) for a in status.attempts] == [
+            ("cheap", False),
+            ("premium", True),
+        ]
+        premium.finish_reason = "length"  # both cut off: nothing is applied, and the user told
+        other = open_text(client, (tmp_path / "sub.py").as_uri(), SMALL.replace("+", "-"), "python")
+        [action] = await client.text_document_code_action_async(
+            action_params(other, SELECTION, "refactor.rewrite.mmx")
+        )
+        status_future = waiter(client)
+        resolved = await client.code_action_resolve_async(action)
+        status = await asyncio.wait_for(status_future, TIMEOUT_S)
+        assert resolved.edit is None
+        assert "cut off at its length cap" in status.error
+        assert "max_output_tokens" in status.error
+    finally:
+        await stop(client)
+
+
 async def test_explain_resolve_sends_the_explanation(
     tmp_path: Path, cheap: StubServer, premium: StubServer
 ) -> None:

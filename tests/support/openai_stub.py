@@ -28,7 +28,9 @@ Behaviour is plain attributes, changeable from a test at any time:
 * ``reported_model`` — the model id put in replies (default: the requested one);
 * ``fim`` — how ``/v1/completions`` treats a ``suffix``: ``"ok"`` (accepted), ``"reject"``
   (HTTP 400, as an endpoint without fill-in-the-middle does), ``"swap"`` (accepted, and
-  ``echo: true`` shows the suffix before the prefix, as a server that puts it there would).
+  ``echo: true`` shows the suffix before the prefix, as a server that puts it there would);
+* ``finish_reason`` — the one every answer ends with: ``"stop"``, or ``"length"`` (the
+  answer was cut at ``max_tokens``).
 
 ``disconnects`` counts streams the client closed before the end; ``wait_for_disconnect()``
 blocks until one happened. ``completed`` lists the calls answered in full (the whole body, or
@@ -115,6 +117,7 @@ class StubServer:
         self.litellm_cost: str | None = None
         self.reported_model: str | None = None
         self.fim: str = "ok"
+        self.finish_reason: str = "stop"
         self.requests: list[dict[str, Any]] = []
         self.request_headers: list[dict[str, str]] = []
         self.disconnects = 0
@@ -174,6 +177,7 @@ class StubServer:
         self.reported_model = None
         self.fim = "ok"
         self.chunk_delay_s = 0.0
+        self.finish_reason = "stop"
 
     def close(self) -> None:
         self._stopping.set()
@@ -426,11 +430,12 @@ class _Handler(BaseHTTPRequestHandler):
             choice = {
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
+                "finish_reason": self.server_stub.finish_reason,
             }
             kind = "chat.completion"
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}
+            finish = self.server_stub.finish_reason
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
             kind = "text_completion"
         payload = {
             "id": f"stub-{len(self.server_stub.requests)}",
@@ -468,10 +473,11 @@ class _Handler(BaseHTTPRequestHandler):
                 yield event([{"index": 0, "delta": delta, "finish_reason": None}])
             else:
                 yield event([{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}])
+        finish = self.server_stub.finish_reason
         if chat:
-            yield event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+            yield event([{"index": 0, "delta": {}, "finish_reason": finish}])
         else:
-            yield event([{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}])
+            yield event([{"index": 0, "text": "", "logprobs": None, "finish_reason": finish}])
         options = body.get("stream_options") or {}
         if isinstance(options, dict) and options.get("include_usage"):
             yield event([], usage=self.server_stub._usage(body, text))

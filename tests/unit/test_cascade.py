@@ -25,8 +25,9 @@ class Tiers:
         *,
         down: frozenset[Tier] = frozenset(),
         unset: frozenset[Tier] = frozenset(),
+        cut_off: frozenset[Tier] = frozenset(),
     ) -> None:
-        self.answers, self.down, self.unset = answers, down, unset
+        self.answers, self.down, self.unset, self.cut_off = answers, down, unset, cut_off
         self.called: list[Tier] = []
 
     def configured(self, tier: Tier) -> str | None:
@@ -37,7 +38,8 @@ class Tiers:
         if tier in self.down:
             raise ProviderUnavailable(f"{tier} endpoint returned 503")
         cost = CHEAP if tier == "cheap" else PREMIUM
-        return Reply(self.answers[tier], f"{tier}-model", cost, Usage(100, 10))
+        usage, cut_off = Usage(100, 10), tier in self.cut_off
+        return Reply(self.answers[tier], f"{tier}-model", cost, usage, cut_off=cut_off)
 
 
 def good_if_not_bad(text: str) -> Verdict:
@@ -81,6 +83,22 @@ async def test_a_cheap_answer_that_fails_verification_goes_to_premium_once() -> 
     # Both calls cost money: the discarded cheap answer too.
     assert [s.billed for s in flight.steps] == [True, True]
     assert flight.cost_usd == CHEAP + PREMIUM
+
+
+async def test_an_edit_cut_off_at_its_length_cap_fails_however_it_parses() -> None:
+    tiers = Tiers({"cheap": "good", "premium": "better"}, cut_off=frozenset({"cheap"}))
+    flight = await run(tiers)
+    assert tiers.called == ["cheap", "premium"]
+    assert (flight.tier, flight.text, flight.escalated) == ("premium", "better", True)
+    assert flight.steps[0].reason == cascade.CUT_OFF
+    tiers = Tiers({"cheap": "good", "premium": "better"}, cut_off=frozenset({"cheap", "premium"}))
+    flight = await run(tiers)
+    assert (flight.text, flight.error) == ("", f"no answer passed verification ({cascade.CUT_OFF})")
+    # An explanation or ghost text cut short is still shown.
+    for kind in ("explain", "inline"):
+        tiers = Tiers({"cheap": "good", "premium": "better"}, cut_off=frozenset({"cheap"}))
+        flight = await run(tiers, kind=kind)
+        assert (tiers.called, flight.text, flight.passed) == (["cheap"], "good", True)
 
 
 async def test_no_escalation_when_the_cascade_is_off_and_the_edit_is_dropped() -> None:
