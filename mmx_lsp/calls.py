@@ -313,9 +313,12 @@ def inline_usage(
     sent no suffix: `health.FimWatch`), the context before the cursor only.
     tests/unit/test_calls.py keeps it within a few per cent of the prompt that is built."""
     usage: dict[str, Usage] = {}
+    near: dict[int, tuple[int, int]] = {}  # tiers with the same budget: one count
     for tier, tier_config in settings.tiers.items():
         budget = chars_for_tokens(context_tokens(shape, tier_config))
-        before, after = excerpts.chars_near(doc, place[0], place[1], budget)
+        if budget not in near:
+            near[budget] = excerpts.chars_near(doc, place[0], place[1], budget)
+        before, after = near[budget]
         sent = before if tier in prefix_only else before + after
         context = tokens_for_bytes(sent)
         fixed = _template_tokens(doc.language, request_api(tier_config, kind))
