@@ -398,6 +398,33 @@ def test_a_failing_provider_counts_as_failed_tasks_and_the_run_goes_on(
     assert Decimal(auto["cost_usd"]) == Decimal(rows["premium"]["cost_usd"])
 
 
+def run_cheap_on_completions(
+    tmp: Path, cheap: StubServer, premium: StubServer
+) -> subprocess.CompletedProcess[str]:
+    """The suite on the cheap tier alone, with `api = "completions"` (the stub answers the
+    fill-in-the-middle probe with "x")."""
+    cheap.reply_fn = lambda body: (
+        "x" if "MMX-PREFIX" in str(body.get("prompt")) else cheap_answer(body)
+    )
+    config = workspace(tmp, cheap, premium) / "mmx.toml"
+    config.write_text(
+        config.read_text().replace(
+            'model = "stub-cheap"\n', 'model = "stub-cheap"\napi = "completions"\n'
+        )
+    )
+    return run_eval(
+        tmp,
+        "--models",
+        "cheap",
+        "--no-auto",
+        "--format",
+        "json",
+        "--workspace",
+        str(tmp),
+        "--no-record",
+    )
+
+
 def test_a_completions_tier_that_does_not_fill_in_the_middle_gets_no_suffix_as_in_the_server(
     tmp_path: Path, cheap: StubServer, premium: StubServer
 ) -> None:
@@ -405,26 +432,7 @@ def test_a_completions_tier_that_does_not_fill_in_the_middle_gets_no_suffix_as_i
     before its first completion, and each completion then goes without the code after the
     cursor, which this endpoint would put before the prefix."""
     cheap.fim = "swap"
-    cheap.reply_fn = lambda body: (
-        "x" if "MMX-PREFIX" in str(body.get("prompt")) else cheap_answer(body)
-    )
-    config = workspace(tmp_path, cheap, premium) / "mmx.toml"
-    config.write_text(
-        config.read_text().replace(
-            'model = "stub-cheap"\n', 'model = "stub-cheap"\napi = "completions"\n'
-        )
-    )
-    result = run_eval(
-        tmp_path,
-        "--models",
-        "cheap",
-        "--no-auto",
-        "--format",
-        "json",
-        "--workspace",
-        str(tmp_path),
-        "--no-record",
-    )
+    result = run_cheap_on_completions(tmp_path, cheap, premium)
     assert rows_of(result)["cheap"]["errors"] == 0
     completions = [b for b in cheap.requests if "prompt" in b]
     probes = [i for i, b in enumerate(completions) if "MMX-PREFIX" in b["prompt"]]
@@ -439,26 +447,7 @@ def test_a_fill_in_the_middle_probe_that_breaks_does_not_stop_the_run(
     tmp_path: Path, cheap: StubServer, premium: StubServer
 ) -> None:
     cheap.mode = "disconnect"  # every answer, the probe's too, is cut off mid-body
-    cheap.reply_fn = lambda body: (
-        "x" if "MMX-PREFIX" in str(body.get("prompt")) else cheap_answer(body)
-    )
-    config = workspace(tmp_path, cheap, premium) / "mmx.toml"
-    config.write_text(
-        config.read_text().replace(
-            'model = "stub-cheap"\n', 'model = "stub-cheap"\napi = "completions"\n'
-        )
-    )
-    result = run_eval(
-        tmp_path,
-        "--models",
-        "cheap",
-        "--no-auto",
-        "--format",
-        "json",
-        "--workspace",
-        str(tmp_path),
-        "--no-record",
-    )
+    result = run_cheap_on_completions(tmp_path, cheap, premium)
     rows = rows_of(result)  # the run ends normally
     assert rows["cheap"]["errors"] == N
     assert "Traceback" not in result.stderr
