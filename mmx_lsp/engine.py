@@ -6,7 +6,6 @@ import logging
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
 
 from mmx_lsp import calls
 from mmx_lsp.answer_sizes import AnswerSizes
@@ -138,7 +137,11 @@ def _priced(
     features: Features,
     counted: dict[str, Usage],
     sizes: AnswerSizes | None,
-    **options: Any,
+    *,
+    override: tuple[Tier, str] | None,
+    spent_today: Decimal,
+    router: Router | None,
+    request_id: str | None = None,
 ) -> Decision:
     """`decide_features` with the prompt tokens each tier's provider will report (its
     model's tokenizer, `sizes.input_tokens`) in the estimate, and the tiers compared on the
@@ -157,9 +160,12 @@ def _priced(
         settings,
         doc,
         features,
+        override=override,
+        spent_today=spent_today,
+        request_id=request_id,
+        router=router,
         usage=usage,
         compared_input={tier: u.input_tokens for tier, u in counted.items()},
-        **options,
     )
 
 

@@ -479,6 +479,15 @@ SMALL = "def add(a, b):\n    return a+b\n\n\nprint(add(1, 2))\n"
 SELECTION = types.Range(types.Position(0, 0), types.Position(2, 0))
 
 
+async def refactor_action(client: LanguageClient, uri: str) -> types.CodeAction:
+    """The one *Refactor selection* action listed for SELECTION (not yet resolved)."""
+    [action] = await client.text_document_code_action_async(
+        action_params(uri, SELECTION, "refactor.rewrite.mmx")
+    )
+    assert isinstance(action, types.CodeAction)
+    return action
+
+
 async def test_refactor_resolve_returns_a_workspace_edit_on_the_range(
     tmp_path: Path, cheap: StubServer, premium: StubServer
 ) -> None:
@@ -486,9 +495,7 @@ async def test_refactor_resolve_returns_a_workspace_edit_on_the_range(
     client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
     try:
         uri = open_text(client, (tmp_path / "add.py").as_uri(), SMALL, "python")
-        [action] = await client.text_document_code_action_async(
-            action_params(uri, SELECTION, "refactor.rewrite.mmx")
-        )
+        action = await refactor_action(client, uri)
         assert not cheap.requests, "listing actions never calls a model"
         status_future = waiter(client)
         resolved = await client.code_action_resolve_async(action)
@@ -519,9 +526,7 @@ async def test_an_edit_cut_off_at_its_length_cap_is_not_applied(
     client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
     try:
         uri = open_text(client, (tmp_path / "add.py").as_uri(), SMALL, "python")
-        [action] = await client.text_document_code_action_async(
-            action_params(uri, SELECTION, "refactor.rewrite.mmx")
-        )
+        action = await refactor_action(client, uri)
         status_future = waiter(client)
         resolved = await client.code_action_resolve_async(action)
         status = await asyncio.wait_for(status_future, TIMEOUT_S)
@@ -533,9 +538,7 @@ async def test_an_edit_cut_off_at_its_length_cap_is_not_applied(
         ]
         premium.finish_reason = "length"  # both cut off: nothing is applied, and the user told
         other = open_text(client, (tmp_path / "sub.py").as_uri(), SMALL.replace("+", "-"), "python")
-        [action] = await client.text_document_code_action_async(
-            action_params(other, SELECTION, "refactor.rewrite.mmx")
-        )
+        action = await refactor_action(client, other)
         status_future = waiter(client)
         resolved = await client.code_action_resolve_async(action)
         status = await asyncio.wait_for(status_future, TIMEOUT_S)
@@ -776,9 +779,7 @@ async def test_a_code_action_on_a_fill_in_the_middle_tier_is_sent_as_chat(
     client = await start(tmp_path, init_options=options)
     try:
         uri = open_text(client, (tmp_path / "add.py").as_uri(), SMALL, "python")
-        [action] = await client.text_document_code_action_async(
-            action_params(uri, SELECTION, "refactor.rewrite.mmx")
-        )
+        action = await refactor_action(client, uri)
         resolved = await client.code_action_resolve_async(action)
         assert resolved.edit is not None and resolved.edit.changes is not None
         assert resolved.edit.changes[uri][0].new_text == "def add(a, b):\n    return a + b\n"
