@@ -142,6 +142,55 @@ def test_javascript_members_the_class_never_sets_are_caught() -> None:
     assert findings("javascript", JS_CLASS, "this.count += 1;") == set()
 
 
+@pytest.mark.parametrize(
+    ("language", "template", "answer"),
+    [
+        ("python", PY_CLASS, "# Add your queue logic here\n        return True"),
+        (
+            "python",
+            PY_CLASS,
+            "self.items.append(job)  # modify the limit as needed\n        return True",
+        ),
+        (
+            "python",
+            PY_CLASS,
+            "# This is a placeholder for the actual size check\n        return True",
+        ),
+        ("javascript", JS_CLASS, "// Replace with your real counter key\n    this.count += 1;"),
+        (
+            "rust",
+            "fn add(a: i32, b: i32) -> i32 {\n    <|hole|>\n}\n",
+            "// your code here\n    a + b",
+        ),
+    ],
+    ids=["python-here", "python-trailing", "python-placeholder", "javascript", "rust"],
+)
+def test_a_comment_that_leaves_the_work_to_the_reader_is_caught(
+    language: str, template: str, answer: str
+) -> None:
+    assert "leaves_work" in findings(language, template, answer)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "# Drop the oldest job when full, as the docstring asks\n        return True",
+        "# Replace spaces with underscores\n        self.items.append(job.replace(' ', '_'))\n"
+        "        return True",
+        "self.items.append('# add your logic here')\n        return True",
+    ],
+    ids=["plain-comment", "replace-in-a-comment", "phrase-in-a-string"],
+)
+def test_ordinary_comments_and_strings_do_not_leave_work(answer: str) -> None:
+    assert "leaves_work" not in findings("python", PY_CLASS, answer)
+
+
+def test_the_message_quotes_the_comment() -> None:
+    text, start, end, answer = fill(PY_CLASS, "# Add your queue logic here\n        return True")
+    verdict = verify_edit("python", text, start, end, answer, "inline")
+    assert verdict.reason == "the answer leaves the work to you: '# Add your queue logic here'"
+
+
 def test_open_world_languages_get_no_undefined_name_check() -> None:
     go = "package main\n\nfunc add(a int, b int) int {\n\t<|hole|>\n}\n"
     assert "undefined_name" not in findings("go", go, "return helper(a, b)")
