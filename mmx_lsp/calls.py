@@ -59,6 +59,12 @@ def context_tokens(shape: Shape, tier_config: TierConfig) -> int:
     return shape.context_tokens if cap is None else min(shape.context_tokens, cap)
 
 
+def output_cap(shape: Shape, tier_config: TierConfig) -> int:
+    """The longest answer of a request on a tier: the kind's, capped by the tier's."""
+    cap = tier_config.max_output_tokens
+    return shape.max_output_tokens if cap is None else min(shape.max_output_tokens, cap)
+
+
 def deadline_s(kind: Kind, settings: Settings | None = None, hole: object = None) -> float:
     """Seconds one model call for `kind` may take, retries included."""
     from mmx_lsp.config import Settings
@@ -228,7 +234,7 @@ def model_request(
         messages=prompt.messages,
         prompt=prompt.prompt,
         suffix=prompt.suffix,
-        max_tokens=min(tier_config.max_output_tokens, shape.max_output_tokens),
+        max_tokens=output_cap(shape, tier_config),
         stop=list(shape.stop) if fim and shape.stop else None,
         cut=cut,
     )
@@ -292,8 +298,7 @@ def prompt_usage(
         same = (request_api(tier_config, kind), context_tokens(shape, tier_config))
         if same not in counted:
             counted[same] = prompt_tokens(build_prompt(kind, snap, tier_config, diagnostics, shape))
-        cap = min(tier_config.max_output_tokens, shape.max_output_tokens)
-        usage[tier] = Usage(counted[same], min(output_tokens[tier], cap))
+        usage[tier] = Usage(counted[same], min(output_tokens[tier], output_cap(shape, tier_config)))
     return usage
 
 
@@ -322,8 +327,9 @@ def inline_usage(
         sent = before if tier in prefix_only else before + after
         context = tokens_for_bytes(sent)
         fixed = _template_tokens(doc.language, request_api(tier_config, kind))
-        cap = min(tier_config.max_output_tokens, shape.max_output_tokens)
-        usage[tier] = Usage(fixed + context, min(output_tokens[tier], cap))
+        usage[tier] = Usage(
+            fixed + context, min(output_tokens[tier], output_cap(shape, tier_config))
+        )
     return usage
 
 

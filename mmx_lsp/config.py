@@ -98,7 +98,13 @@ class TierConfig(_Section):
     input_usd_per_mtok: Decimal | None = Field(default=None, ge=0)
     cached_input_usd_per_mtok: Decimal | None = Field(default=None, ge=0)
     output_usd_per_mtok: Decimal | None = Field(default=None, ge=0)
-    max_output_tokens: int = Field(default=512, gt=0, le=65536)
+    max_output_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        le=65536,
+        description="Cap on the answers of this tier (limits.<kind>.max_output_tokens applies "
+        "first); lower it for a model on a CPU, where every answer token costs time.",
+    )
     max_context_tokens: int | None = Field(
         default=None,
         gt=0,

@@ -84,6 +84,18 @@ def test_limits_are_settings() -> None:
     assert bad.issues and "stop" in bad.issues[0].key
 
 
+def test_a_tier_caps_answers_only_when_told_to() -> None:
+    """A refactor may be as long as its kind allows (a tier cap would cut long rewrites off
+    and fail them); a tier with a cap of its own, a small model on a CPU, keeps to it."""
+    settings = fim_settings()
+    shape = calls.request_shape(settings, "refactor", "selection")
+    assert calls.output_cap(shape, settings.tiers["cheap"]) == shape.max_output_tokens == 2048
+    capped = settings.tiers["cheap"].model_copy(update={"max_output_tokens": 300})
+    assert calls.output_cap(shape, capped) == 300
+    line = calls.request_shape(settings, "inline", "line")
+    assert calls.output_cap(line, capped) == 48, "the kind's cap applies first"
+
+
 def test_a_block_answer_ends_at_its_first_line_indented_less_than_the_cursor() -> None:
     cut = calls.dedent_cut("        ")
     assert cut("x = 1") is None
