@@ -211,6 +211,7 @@ async def eval_suite(base_url: str) -> dict[str, list[tuple[float, bool]]]:
                 outcome.usage.output_tokens,
                 int(features.get("selection_tokens") or 0),
                 int(features.get("estimated_output_tokens") or 0),
+                outcome.cut_off,
             )
             if outcome.error is not None or outcome.cost_usd <= 0:
                 print(f"  eval {task.name}: {outcome.error or 'nothing billed'}")

@@ -8,7 +8,10 @@ entry: the median of its last answers, with the guess counted as one of them. Ed
 refactor, a fix, a docstring, an explanation) are sized relative to their selection; a
 completion in tokens. A model's habit carries over between the kinds of edit: before its
 first docstring, a model that wrote three times the guess for its fixes is expected to do so
-again (the median of its answers ÷ guess over all edits, with 1 counted once).
+again (the median of its answers ÷ guess over all edits, with 1 counted once). An answer
+the endpoint cut off at its length cap would have been longer: it counts as longer than any
+cap, so a model that runs to its cap on most such requests is expected to do so again (the
+estimate is then the cap, which `calls` applies to every estimate).
 
 The prompt's side is counted (`calls.prompt_tokens`), but each model's tokenizer counts
 differently (a small local model's may count 1.5 times as many tokens in the same Go code),
@@ -21,6 +24,7 @@ metrics database's recent requests.
 
 from __future__ import annotations
 
+import math
 import statistics
 import threading
 from collections import deque
@@ -31,6 +35,8 @@ from mmx_lsp.kinds import Kind, is_action_kind, is_kind
 
 # Answers remembered per (model, limits entry): recent enough to follow a model update.
 WINDOW = 25
+# The estimate when most answers ran to the cap: more than any cap (`calls` caps it).
+UNBOUNDED = 1 << 30
 
 
 def _relative(key: LimitKey) -> bool:
@@ -58,9 +64,11 @@ class AnswerSizes:
         output_tokens: int,
         selection_tokens: int,
         guess: int = 0,
+        cut_off: bool = False,
     ) -> None:
         """One answer of `model` to a request of `kind` (filling `hole`), for which `guess`
-        tokens were expected before anything was learned (0: not known)."""
+        tokens were expected before anything was learned (0: not known); `cut_off`: the
+        endpoint stopped it at its length cap."""
         if output_tokens <= 0:
             return
         key = limit_key(kind, hole)
@@ -68,10 +76,10 @@ class AnswerSizes:
         value = output_tokens / max(selection_tokens, 1) if relative else output_tokens
         with self._lock:
             seen = self._seen.setdefault((model, key), deque(maxlen=self._window))
-            seen.append(float(value))
+            seen.append(math.inf if cut_off else float(value))
             if relative and guess > 0:
                 habit = self._habit.setdefault(model, deque(maxlen=self._window))
-                habit.append(output_tokens / guess)
+                habit.append(math.inf if cut_off else output_tokens / guess)
             self.version += 1
 
     def observe_prompt(self, model: str, counted: int, reported: int) -> None:
@@ -96,19 +104,20 @@ class AnswerSizes:
         scale = self._scale.get(model)
         return counted if scale is None else round(counted * scale)
 
-    def observe_all(self, answers: Iterable[tuple[str, str, object, int, int, int]]) -> None:
-        """`observe` each of (model, kind, hole, output tokens, selection tokens, guess),
-        oldest first (rows of the metrics database: a kind this version does not know is
-        left out)."""
-        for model, kind, hole, output_tokens, selection_tokens, guess in answers:
+    def observe_all(self, answers: Iterable[tuple[str, str, object, int, int, int, bool]]) -> None:
+        """`observe` each of (model, kind, hole, output tokens, selection tokens, guess, cut
+        off), oldest first (rows of the metrics database: a kind this version does not know
+        is left out)."""
+        for model, kind, hole, output_tokens, selection_tokens, guess, cut_off in answers:
             if is_kind(kind):
-                self.observe(model, kind, hole, output_tokens, selection_tokens, guess)
+                self.observe(model, kind, hole, output_tokens, selection_tokens, guess, cut_off)
 
     def estimate(
         self, model: str, kind: Kind, hole: object, selection_tokens: int, guess: int
     ) -> int:
         """The answer tokens to expect from `model`: the median of its recent answers to
-        such requests and `guess` (the estimate without them)."""
+        such requests and `guess` (the estimate without them); `UNBOUNDED` when that median
+        is an answer cut off at the cap."""
         key = limit_key(kind, hole)
         relative = _relative(key)
         scale = max(selection_tokens, 1) if relative else 1
@@ -116,11 +125,15 @@ class AnswerSizes:
             seen = list(self._seen.get((model, key), ()))
             habit = list(self._habit.get(model, ())) if relative else []
         if seen:
-            return max(1, round(statistics.median([guess / scale, *seen]) * scale))
+            return _tokens(statistics.median([guess / scale, *seen]) * scale)
         if habit:
-            return max(1, round(guess * statistics.median([1.0, *habit])))
+            return _tokens(guess * statistics.median([1.0, *habit]))
         return guess
 
     def __len__(self) -> int:
         with self._lock:
             return sum(len(seen) for seen in self._seen.values())
+
+
+def _tokens(value: float) -> int:
+    return UNBOUNDED if math.isinf(value) else max(1, min(UNBOUNDED, round(value)))

@@ -118,6 +118,8 @@ class Session:
             extra["prompt"] = None if last is None else last.prompt
             if last is not None and last.counted_input_tokens:
                 extra["counted_input_tokens"] = last.counted_input_tokens
+            if last is not None and last.cut_off:
+                extra["cut_off"] = True
         if queue_ms is not None:
             extra["queue_ms"] = queue_ms
         if status.usage_estimated:
@@ -177,7 +179,8 @@ class Session:
             if step.reply is not None and step.tier in settings.tiers:
                 model = settings.tiers[step.tier].model
                 output = step.reply.usage.output_tokens
-                self.sizes.observe(model, status.kind, hole, output, selection, guess)
+                cut_off = step.reply.cut_off
+                self.sizes.observe(model, status.kind, hole, output, selection, guess, cut_off)
                 if not step.reply.usage_estimated:
                     counted = step.reply.counted_input_tokens
                     self.sizes.observe_prompt(model, counted, step.reply.usage.input_tokens)

@@ -198,7 +198,7 @@ class MetricsStore:
         with self.reader() as conn:
             return summarize(conn, since=since, by=by, now=self._clock(), session=session)
 
-    def recent_answers(self, limit: int = 2000) -> list[tuple[str, str, Any, int, int, int]]:
+    def recent_answers(self, limit: int = 2000) -> list[tuple[str, str, Any, int, int, int, bool]]:
         """See `summaries.recent_answers` (nothing when no metrics are recorded)."""
         if self._disabled is not None:
             return []

@@ -226,19 +226,22 @@ def summarize(
 
 def recent_answers(
     conn: sqlite3.Connection, limit: int
-) -> list[tuple[str, str, Any, int, int, int]]:
-    """(model, kind, hole, output tokens, selection tokens, guessed output tokens) of the
-    newest `limit` answers from one model call each (no cache hit, escalation, error or
-    cancellation), oldest first: what `answer_sizes` learns answer lengths from."""
+) -> list[tuple[str, str, Any, int, int, int, bool]]:
+    """(model, kind, hole, output tokens, selection tokens, guessed output tokens, cut off
+    at the length cap) of the newest `limit` answers from one model call each (no cache
+    hit, escalation, cancellation, or error but an edit cut off at its cap), oldest first:
+    what `answer_sizes` learns answer lengths from."""
     rows = conn.execute(
         "SELECT model, kind, json_extract(features, '$.hole'), output_tokens, "
         "COALESCE(json_extract(features, '$.selection_tokens'), 0), "
-        "COALESCE(json_extract(features, '$.estimated_output_tokens'), 0) FROM requests "
-        "WHERE cached = 0 AND escalated = 0 AND cancelled = 0 AND error IS NULL "
+        "COALESCE(json_extract(features, '$.estimated_output_tokens'), 0), "
+        "COALESCE(json_extract(extra, '$.cut_off'), 0) FROM requests "
+        "WHERE cached = 0 AND escalated = 0 AND cancelled = 0 "
+        "AND (error IS NULL OR COALESCE(json_extract(extra, '$.cut_off'), 0)) "
         "AND output_tokens > 0 ORDER BY id DESC LIMIT ?",
         (limit,),
     ).fetchall()
-    return [(m, k, h, int(o), int(s), int(g)) for m, k, h, o, s, g in reversed(rows)]
+    return [(m, k, h, int(o), int(s), int(g), bool(c)) for m, k, h, o, s, g, c in reversed(rows)]
 
 
 def recent_prompts(conn: sqlite3.Connection, limit: int) -> list[tuple[str, int, int]]:

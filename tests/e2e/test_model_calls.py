@@ -13,6 +13,8 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
+from mmx_lsp import calls
+from mmx_lsp.config import Settings
 from tests.e2e.conftest import command, open_text, start, stop
 from tests.support.openai_stub import StubServer, _prompt_text, estimate_tokens
 
@@ -477,6 +479,10 @@ def action_params(uri: str, rng: types.Range, kind: str) -> types.CodeActionPara
 
 SMALL = "def add(a, b):\n    return a+b\n\n\nprint(add(1, 2))\n"
 SELECTION = types.Range(types.Position(0, 0), types.Position(2, 0))
+REFACTOR_SELECTION = {
+    "kind": "refactor",
+    "range": {"start": {"line": 0, "character": 0}, "end": {"line": 2, "character": 0}},
+}
 
 
 async def refactor_action(client: LanguageClient, uri: str) -> types.CodeAction:
@@ -536,6 +542,11 @@ async def test_an_edit_cut_off_at_its_length_cap_is_not_applied(
             ("cheap", False),
             ("premium", True),
         ]
+        # The cheap model ran to its cap: its next edit is expected to run to it too.
+        explained = await command(client, "mmx.explain", {"uri": uri, **REFACTOR_SELECTION})
+        cap = calls.request_shape(Settings(), "refactor", "selection").max_output_tokens
+        assert explained["estimate_tokens"]["cheap"][1] == cap
+        assert explained["estimate_tokens"]["premium"][1] < cap
         premium.finish_reason = "length"  # both cut off: nothing is applied, and the user told
         other = open_text(client, (tmp_path / "sub.py").as_uri(), SMALL.replace("+", "-"), "python")
         action = await refactor_action(client, other)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mmx_lsp import config, engine
-from mmx_lsp.answer_sizes import AnswerSizes
+from mmx_lsp import calls, config, engine
+from mmx_lsp.answer_sizes import UNBOUNDED, AnswerSizes
 from mmx_lsp.documents import Document
 from mmx_lsp.router import load_built_in
 from mmx_lsp.scoring import FEATURE_NAMES, Request
@@ -43,6 +43,42 @@ def test_a_models_habit_carries_over_to_a_kind_of_edit_it_has_not_answered_yet()
     assert sizes.estimate("small", "docstring", "selection", 90, 159) == round((159 + 100) / 2)
 
 
+def test_a_model_that_runs_to_its_cap_is_expected_to_run_to_it_again() -> None:
+    """An answer cut off at the length cap would have been longer: it counts as longer than
+    any cap, and `calls` caps the estimate, whatever the selection's size."""
+    sizes = AnswerSizes()
+    sizes.observe("small", "fix", "selection", 512, 45, guess=69, cut_off=True)
+    # One cut-off answer against the guess: the median is past any cap.
+    assert sizes.estimate("small", "fix", "selection", 35, 58) == UNBOUNDED
+    sizes.observe("small", "fix", "selection", 120, 40, guess=60)
+    sizes.observe("small", "fix", "selection", 130, 40, guess=60)
+    # Most answers ended by themselves: a cut-off one is only the largest of them.
+    assert sizes.estimate("small", "fix", "selection", 40, 60) == 125
+    # Before its first docstring: the model's edits ran to their cap twice in four.
+    assert sizes.estimate("small", "docstring", "selection", 90, 159) == round(
+        159 * (130 / 60 + 120 / 60) / 2
+    )
+    sizes.observe("small", "refactor", "selection", 512, 90, guess=200, cut_off=True)
+    assert sizes.estimate("small", "docstring", "selection", 90, 159) == round(159 * 130 / 60)
+    sizes.observe("small", "refactor", "selection", 512, 90, guess=200, cut_off=True)
+    # Now most of them did.
+    assert sizes.estimate("small", "docstring", "selection", 90, 159) == UNBOUNDED
+    assert sizes.estimate("small", "inline", "line", 0, 32) == 32, "edits only"
+
+
+def test_a_capped_estimate_is_the_cap() -> None:
+    loaded = config.load([config.Source("test", {"tiers": {"cheap": {"model": "small"}}})])
+    settings = loaded.settings
+    doc = Document.open("file:///w/a.py", "python", 1, SOURCE)
+    request = Request("fix", (0, 0), (4, 16))
+    sizes = AnswerSizes()
+    sizes.observe("small", "fix", "selection", 512, 20, cut_off=True)
+    usage = engine.decide(settings, doc, request, sizes=sizes).estimate_usage["cheap"]
+    shape = calls.request_shape(settings, "fix", "selection")
+    assert usage.output_tokens == calls.output_cap(shape, settings.tiers["cheap"])
+    assert usage.output_tokens == shape.max_output_tokens, "no cap on the tier: the kind's"
+
+
 def test_a_prompt_is_counted_as_its_models_tokenizer_counts() -> None:
     sizes = AnswerSizes()
     assert sizes.input_tokens("small", 200) == 200, "our count until a provider reports"
@@ -67,9 +103,10 @@ def test_a_completion_is_sized_in_tokens_per_hole() -> None:
 def test_only_the_newest_answers_count_and_unknown_rows_are_left_out() -> None:
     sizes = AnswerSizes(window=3)
     sizes.observe_all(
-        [("m", "inline", "line", 40, 0, 32)] * 5 + [("m", "inline", "line", 8, 0, 32)] * 3
+        [("m", "inline", "line", 40, 0, 32, False)] * 5
+        + [("m", "inline", "line", 8, 0, 32, False)] * 3
     )
-    sizes.observe_all([("m", "a-kind-from-the-future", None, 999, 0, 0)])
+    sizes.observe_all([("m", "a-kind-from-the-future", None, 999, 0, 0, False)])
     assert len(sizes) == 3
     assert sizes.estimate("m", "inline", "line", 0, 32) == 8
 

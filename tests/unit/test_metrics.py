@@ -141,6 +141,22 @@ def test_costs_billed_on_estimated_tokens_are_counted_per_group(store: MetricsSt
     assert [(r["kind"], r["estimated_requests"]) for r in by_kind["by_kind"]] == [("inline", 2)]
 
 
+def test_answer_sizes_are_read_back_with_edits_cut_off_at_their_cap(store: MetricsStore) -> None:
+    """What `answer_sizes` learns from at start: one model call each; an edit cut off at its
+    length cap failed, but its length says the model runs to its cap."""
+    features = {"hole": "selection", "selection_tokens": 45, "estimated_output_tokens": 69}
+    fix = {"kind": "fix", "features": features}
+    store.record(pipeline_record(0, output_tokens=80, **fix))
+    store.record(pipeline_record(1, output_tokens=512, error="cut off", cut_off=True, **fix))
+    store.record(pipeline_record(2, output_tokens=50, error="the endpoint failed", **fix))
+    store.record(pipeline_record(3, output_tokens=600, escalated=True, cut_off=True, **fix))
+    store.flush()
+    assert store.recent_answers() == [
+        ("gpt-5-mini", "fix", "selection", 80, 45, 69, False),
+        ("gpt-5-mini", "fix", "selection", 512, 45, 69, True),
+    ]
+
+
 def test_verdict_counts_acceptance_and_can_change(store: MetricsStore) -> None:
     for i in range(3):
         store.record(pipeline_record(i))
