@@ -289,8 +289,7 @@ class MmxServer(LanguageServer):
         requests in the metrics database, so that pre-call estimates know each model's
         habits from the first request."""
         try:
-            answers = await asyncio.to_thread(self.metrics.recent_answers)
-            prompts = await asyncio.to_thread(self.metrics.recent_prompts)
+            answers, prompts = await asyncio.to_thread(self.metrics.recent_sizes)
         except Exception as exc:  # the database is damaged or gone: the store says so
             log.info("answer sizes not read from the metrics database: %s", exc)
             return

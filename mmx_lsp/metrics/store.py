@@ -198,19 +198,15 @@ class MetricsStore:
         with self.reader() as conn:
             return summarize(conn, since=since, by=by, now=self._clock(), session=session)
 
-    def recent_answers(self, limit: int = 2000) -> list[tuple[str, str, Any, int, int, int, bool]]:
-        """See `summaries.recent_answers` (nothing when no metrics are recorded)."""
+    def recent_sizes(
+        self, limit: int = 2000
+    ) -> tuple[list[tuple[str, str, Any, int, int, int, bool]], list[tuple[str, int, int]]]:
+        """`summaries.recent_answers` and `summaries.recent_prompts`, read on one connection
+        (nothing when no metrics are recorded)."""
         if self._disabled is not None:
-            return []
+            return [], []
         with self.reader() as conn:
-            return recent_answers(conn, limit)
-
-    def recent_prompts(self, limit: int = 2000) -> list[tuple[str, int, int]]:
-        """See `summaries.recent_prompts` (nothing when no metrics are recorded)."""
-        if self._disabled is not None:
-            return []
-        with self.reader() as conn:
-            return recent_prompts(conn, limit)
+            return recent_answers(conn, limit), recent_prompts(conn, limit)
 
     def regressions(self, policy: RegressionPolicy | None = None) -> list[Regression]:
         self.flush()

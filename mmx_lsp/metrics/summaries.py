@@ -224,20 +224,23 @@ def summarize(
     return {"since": cutoff, "by": by, "totals": total, f"by_{by}": rows}
 
 
+# Requests answered by one model call: what a model's answer and prompt sizes are read from.
+_ONE_CALL = "cached = 0 AND escalated = 0 AND cancelled = 0"
+_CUT_OFF = "COALESCE(json_extract(extra, '$.cut_off'), 0)"
+
+
 def recent_answers(
     conn: sqlite3.Connection, limit: int
 ) -> list[tuple[str, str, Any, int, int, int, bool]]:
     """(model, kind, hole, output tokens, selection tokens, guessed output tokens, cut off
-    at the length cap) of the newest `limit` answers from one model call each (no cache
-    hit, escalation, cancellation, or error but an edit cut off at its cap), oldest first:
-    what `answer_sizes` learns answer lengths from."""
+    at the length cap) of the newest `limit` answers from one model call each (no error,
+    but for an edit cut off at its cap), oldest first: what `answer_sizes` learns answer
+    lengths from."""
     rows = conn.execute(
         "SELECT model, kind, json_extract(features, '$.hole'), output_tokens, "
         "COALESCE(json_extract(features, '$.selection_tokens'), 0), "
-        "COALESCE(json_extract(features, '$.estimated_output_tokens'), 0), "
-        "COALESCE(json_extract(extra, '$.cut_off'), 0) FROM requests "
-        "WHERE cached = 0 AND escalated = 0 AND cancelled = 0 "
-        "AND (error IS NULL OR COALESCE(json_extract(extra, '$.cut_off'), 0)) "
+        f"COALESCE(json_extract(features, '$.estimated_output_tokens'), 0), {_CUT_OFF} "
+        f"FROM requests WHERE {_ONE_CALL} AND (error IS NULL OR {_CUT_OFF}) "
         "AND output_tokens > 0 ORDER BY id DESC LIMIT ?",
         (limit,),
     ).fetchall()
@@ -250,8 +253,7 @@ def recent_prompts(conn: sqlite3.Connection, limit: int) -> list[tuple[str, int,
     oldest first: how each model's tokenizer counts against `calls.prompt_tokens`."""
     rows = conn.execute(
         "SELECT model, json_extract(extra, '$.counted_input_tokens'), input_tokens "
-        "FROM requests WHERE cached = 0 AND escalated = 0 AND cancelled = 0 "
-        "AND error IS NULL AND input_tokens > 0 "
+        f"FROM requests WHERE {_ONE_CALL} AND error IS NULL AND input_tokens > 0 "
         "AND json_extract(extra, '$.counted_input_tokens') > 0 "
         "AND NOT COALESCE(json_extract(extra, '$.usage_estimated'), 0) "
         "ORDER BY id DESC LIMIT ?",

@@ -151,7 +151,8 @@ def test_answer_sizes_are_read_back_with_edits_cut_off_at_their_cap(store: Metri
     store.record(pipeline_record(2, output_tokens=50, error="the endpoint failed", **fix))
     store.record(pipeline_record(3, output_tokens=600, escalated=True, cut_off=True, **fix))
     store.flush()
-    assert store.recent_answers() == [
+    answers, _ = store.recent_sizes()
+    assert answers == [
         ("gpt-5-mini", "fix", "selection", 80, 45, 69, False),
         ("gpt-5-mini", "fix", "selection", 512, 45, 69, True),
     ]
