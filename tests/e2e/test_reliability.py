@@ -542,7 +542,10 @@ def test_no_row_is_lost_when_the_editor_closes_stdin(tmp_path: Path) -> None:
                 )
             for n in range(15):
                 reader.reply_to(n + 1)
-            # One more in flight (the model takes seconds), then the editor goes away.
+            # One more in flight (the model takes seconds), then the editor goes away. Waited
+            # for by the stub's count from here: on a loaded machine the fifteen made only
+            # fourteen calls, and the wait ran until the slow answer had come back.
+            answered = len(cheap.requests)
             cheap.queue_modes("slow")
             cheap.delay_s = 5
             params = {
@@ -559,7 +562,7 @@ def test_no_row_is_lost_when_the_editor_closes_stdin(tmp_path: Path) -> None:
                 }
             )
             deadline = time.monotonic() + ANSWER_S
-            while len(cheap.requests) < 16 and time.monotonic() < deadline:
+            while len(cheap.requests) == answered and time.monotonic() < deadline:
                 time.sleep(0.02)
             server.stdin.close()
             server.wait(timeout=30)
