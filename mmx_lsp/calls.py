@@ -15,8 +15,8 @@ from mmx_lsp import excerpts, prompts
 from mmx_lsp.checks import CHECKS, WHOLE_FILE_CHECKS
 from mmx_lsp.config import limit_key
 from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, is_action_kind
+from mmx_lsp.model_io import ModelRequest
 from mmx_lsp.pricing import Usage
-from mmx_lsp.providers import ModelRequest
 from mmx_lsp.tokens import chars_for_tokens, tokens_for_bytes
 from mmx_lsp.verify import Verdict, verify_edit
 

@@ -31,8 +31,9 @@ from mmx_lsp.calls import Snapshot, take_snapshot
 from mmx_lsp.engine import new_request_id, remember
 from mmx_lsp.health import FimWatch
 from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier
+from mmx_lsp.model_io import reply_cost
 from mmx_lsp.pricing import cost_usd, price_for
-from mmx_lsp.providers import Providers, reply_cost
+from mmx_lsp.providers import Providers
 from mmx_lsp.redaction import RedactingFilter, install_redaction
 from mmx_lsp.reuse import Place, Suggestion, Suggestions
 from mmx_lsp.scoring import Request

@@ -19,8 +19,9 @@ from mmx_lsp.evaluation.models import Contender
 from mmx_lsp.evaluation.tasks import Task, log
 from mmx_lsp.health import FimWatch
 from mmx_lsp.kinds import INLINE_KINDS, Tier
+from mmx_lsp.model_io import reply_cost
 from mmx_lsp.pricing import Usage
-from mmx_lsp.providers import Providers, reply_cost
+from mmx_lsp.providers import Providers
 from mmx_lsp.router_file import RouterSource
 from mmx_lsp.verify import Verdict
 

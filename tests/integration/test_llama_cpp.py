@@ -22,8 +22,9 @@ from pygls.lsp.client import LanguageClient
 
 from mmx_lsp.config import Settings
 from mmx_lsp.errors import ProviderTimeout
+from mmx_lsp.model_io import ModelReply, ModelRequest, reply_cost
 from mmx_lsp.pricing import Usage, cost_usd, price_for
-from mmx_lsp.providers import ModelReply, ModelRequest, Providers, reply_cost
+from mmx_lsp.providers import Providers
 
 from .conftest import LlamaServer
 

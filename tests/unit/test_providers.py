@@ -21,15 +21,9 @@ from mmx_lsp.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from mmx_lsp.model_io import ModelReply, ModelRequest, reply_cost
 from mmx_lsp.pricing import Price, Usage
-from mmx_lsp.providers import (
-    PLACEHOLDER_KEY,
-    ModelReply,
-    ModelRequest,
-    Providers,
-    is_loopback,
-    reply_cost,
-)
+from mmx_lsp.providers import PLACEHOLDER_KEY, Providers, is_loopback
 from mmx_lsp.redaction import RedactingFilter, install_redaction, redact
 from tests.support.openai_stub import StubServer
 
