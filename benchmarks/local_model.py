@@ -15,7 +15,9 @@ Reported, all from this one run:
 - last keystroke → ghost text, p50 and p95, over the completions that showed ghost text;
 - the share of inline requests answered (not timed out) of those the editor did not cancel;
 - pre-call estimate ÷ billed cost per request (one model call, on the tier estimated): the
-  share within 0.5–2×, per kind, and whether the billed tokens were counted or estimated.
+  share within 0.5–2×, per kind, and whether the billed tokens were counted or estimated;
+  on the typing replay, and on the eval suite (fixtures/eval) as a fresh server estimates it
+  and as one does after the typing session (which has learned the model's answer sizes).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ SESSION = ROOT / "fixtures/sessions/vscode/ledger_close_period.jsonl"
 MODEL = ROOT / ".cache/models/gemma3-270m-q4_k_m.gguf"
 CHEAP = {"input_usd_per_mtok": "0.25", "output_usd_per_mtok": "2.00"}
 PREMIUM = {"input_usd_per_mtok": "5.00", "output_usd_per_mtok": "40.00"}
+
+
+FRESH, AFTER_TYPING = "fresh server", "after the typing session"
+Ratio = tuple[float, bool]  # estimate ÷ billed, billed on estimated tokens
 
 
 def model_path() -> Path:
@@ -170,24 +176,36 @@ async def replay(base_url: str, max_pause_s: float) -> dict[str, Any]:
         "shown": shown_after_keystroke,
         "outcomes": outcomes,
         "seconds": time.perf_counter() - began,
+        "metrics": home / "xdg_data_home/mmx/metrics.sqlite3",
     }
 
 
-async def eval_suite(base_url: str) -> dict[str, list[tuple[float, bool]]]:
+async def eval_suite(base_url: str, history: Path) -> dict[str, dict[str, list[Ratio]]]:
     """Each task of the eval suite (fixtures/eval) on the cheap tier, as the server calls it:
-    the decision's pre-call estimate ÷ the billed cost, by kind."""
+    the decision's pre-call estimate ÷ the billed cost, by kind, as a freshly installed
+    server estimates it and as one does after the typing session (whose metrics database,
+    `history`, a server reads at start)."""
     from mmx_lsp import config, engine
     from mmx_lsp.answer_sizes import AnswerSizes
     from mmx_lsp.evaluation import Contender, answer, load_suite
     from mmx_lsp.health import FimWatch
+    from mmx_lsp.metrics import MetricsStore
     from mmx_lsp.providers import Providers
 
     settings = config.load([config.Source("benchmark", options(base_url))]).settings
     providers = Providers(settings, environ={}, breaker=None)
     contender = Contender.for_tier(settings, "cheap")
-    found: dict[str, list[tuple[float, bool]]] = {}
     # As the server does: each answer's length informs the next estimates for its model.
-    sizes = AnswerSizes()
+    learned = AnswerSizes()
+    store = MetricsStore(history)
+    try:
+        answers, prompts = store.recent_sizes()
+    finally:
+        store.close()
+    learned.observe_all(answers)
+    learned.observe_prompts(prompts)
+    servers = {FRESH: AnswerSizes(), AFTER_TYPING: learned}
+    found: dict[str, dict[str, list[Ratio]]] = {name: {} for name in servers}
     # As `mmx-lsp eval` and the server do: no suffix to a tier that does not fill in the middle.
     fim = FimWatch(lambda message: print(f"  {message}"))
     try:
@@ -195,37 +213,42 @@ async def eval_suite(base_url: str) -> dict[str, list[tuple[float, bool]]]:
         await fim.suffix_ok_after_probe(contender.settings, providers, "cheap")
         for task in load_suite(ROOT / "fixtures/eval").tasks:
             doc = task.document()
-            decision = engine.decide(
-                settings,
-                doc,
-                task.request(),
-                sizes=sizes,
-                prefix_only=fim.prefix_only(contender.settings),
-            )
+            decisions = {
+                name: engine.decide(
+                    settings,
+                    doc,
+                    task.request(),
+                    sizes=sizes,
+                    prefix_only=fim.prefix_only(contender.settings),
+                )
+                for name, sizes in servers.items()
+            }
             outcome = await answer(providers, contender, task, fim)
-            features = decision.features
-            sizes.observe(
-                contender.model,
-                task.kind,
-                features.get("hole"),
-                outcome.usage.output_tokens,
-                int(features.get("selection_tokens") or 0),
-                int(features.get("estimated_output_tokens") or 0),
-                outcome.cut_off,
-            )
+            for name, sizes in servers.items():
+                features = decisions[name].features
+                sizes.observe(
+                    contender.model,
+                    task.kind,
+                    features.get("hole"),
+                    outcome.usage.output_tokens,
+                    int(features.get("selection_tokens") or 0),
+                    int(features.get("estimated_output_tokens") or 0),
+                    outcome.cut_off,
+                )
             if outcome.error is not None or outcome.cost_usd <= 0:
                 print(f"  eval {task.name}: {outcome.error or 'nothing billed'}")
                 continue
-            ratio = float(decision.estimate_usd["cheap"] / outcome.cost_usd)
-            found.setdefault(task.kind, []).append((ratio, outcome.usage_estimated))
+            for name, decision in decisions.items():
+                ratio = float(decision.estimate_usd["cheap"] / outcome.cost_usd)
+                found[name].setdefault(task.kind, []).append((ratio, outcome.usage_estimated))
     finally:
         await providers.aclose()
     return found
 
 
-def ratios(statuses: list[dict[str, Any]]) -> dict[str, list[tuple[float, bool]]]:
+def ratios(statuses: list[dict[str, Any]]) -> dict[str, list[Ratio]]:
     """Pre-call estimate ÷ billed cost of each request with one model call, by kind."""
-    found: dict[str, list[tuple[float, bool]]] = {}
+    found: dict[str, list[Ratio]] = {}
     for status in statuses:
         attempts = status.get("attempts") or []
         if len(attempts) != 1 or status.get("cached") or status.get("error"):
@@ -250,7 +273,7 @@ def main() -> int:
     llama, base_url = start_llama(model, args.threads, log)
     try:
         run = asyncio.run(replay(base_url, args.max_pause))
-        suite = {} if args.no_eval else asyncio.run(eval_suite(base_url))
+        suite = {} if args.no_eval else asyncio.run(eval_suite(base_url, run["metrics"]))
     finally:
         llama.terminate()
         llama.wait(timeout=30)
@@ -280,7 +303,8 @@ def main() -> int:
         )
     )
     rows = [("typing replay", kind, v) for kind, v in sorted(ratios(statuses).items())]
-    rows += [("eval suite", kind, v) for kind, v in sorted(suite.items())]
+    for server, found in suite.items():
+        rows += [(f"eval suite ({server})", kind, v) for kind, v in sorted(found.items())]
     for where, kind, values in rows:
         within = sum(1 for r, _ in values if 0.5 <= r <= 2.0)
         estimated = sum(1 for _, e in values if e)
