@@ -214,9 +214,11 @@ class RoutingConfig(_Section):
         description="Router file from mmx-lsp calibrate (router.json in the user data dir).",
     )
     failed_answer_usd: Decimal = Field(
-        default=Decimal("0.05"),
+        default=Decimal("0.02"),
         ge=0,
-        description="What an answer that fails costs you; weighed against the premium price.",
+        description="What an answer that fails costs you (reading and dismissing or undoing "
+        "it); weighed against the premium price. Whole bodies go to premium first from about "
+        "$0.03-0.05 at the built-in prices.",
     )
 
 

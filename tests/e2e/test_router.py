@@ -145,7 +145,7 @@ async def test_a_flagged_body_goes_to_premium_and_a_broken_router_file_is_named_
         client = await start(
             tmp_path,
             init_options=settings(
-                stub, tmp_path, router_file=str(router_file), failed_answer_usd="0.05"
+                stub, tmp_path, router_file=str(router_file), failed_answer_usd="0.02"
             ),
         )
         try:
