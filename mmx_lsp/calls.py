@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from mmx_lsp import excerpts, prompts
-from mmx_lsp.checks import CHECKS, WHOLE_FILE_CHECKS
+from mmx_lsp.checks import CHECKS, WHOLE_FILE_CHECKS, loop_end
 from mmx_lsp.config import limit_key
 from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, is_action_kind
 from mmx_lsp.model_io import ModelRequest
@@ -218,16 +218,17 @@ def model_request(
     """The call that sends `prompt` to a tier: its answer capped by the kind's limit and the
     tier's. A fill-in-the-middle call (raw code out) stops at the kind's stop sequences and,
     for a block or body, at the first line indented less than the cursor's; a chat answer
-    may open with a Markdown fence, so only its length is capped."""
+    may open with a Markdown fence, so only its length is capped. Every answer is stopped
+    where a model caught in a loop has written the same lines `checks.LOOP_COPIES` times."""
     if shape is None:
         from mmx_lsp.config import Settings
 
         shape = request_shape(Settings(), kind)
     api = request_api(tier_config, kind)
     fim = api == "completions" and kind in INLINE_KINDS
-    cut = None
+    cut: Callable[[str], int | None] = loop_end
     if fim and shape.key in ("block", "body") and snap is not None:
-        cut = dedent_cut(snap.line_before)
+        cut = earliest(dedent_cut(snap.line_before), loop_end)
     return ModelRequest(
         tier=tier,
         api=api,
@@ -238,6 +239,16 @@ def model_request(
         stop=list(shape.stop) if fim and shape.stop else None,
         cut=cut,
     )
+
+
+def earliest(*cuts: Callable[[str], int | None]) -> Callable[[str], int | None]:
+    """Where the first of `cuts` to find an end says the answer ends."""
+
+    def cut(text: str) -> int | None:
+        found = [at for at in (each(text) for each in cuts) if at is not None]
+        return min(found) if found else None
+
+    return cut
 
 
 def dedent_cut(line_before: str) -> Callable[[str], int | None]:

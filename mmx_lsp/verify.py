@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from tree_sitter import Node, Point, Tree
 
-from mmx_lsp.checks import CHECKS, Finding, review
+from mmx_lsp.checks import CHECKS, Finding, repeats_itself, review
 from mmx_lsp.languages import LanguageSpec, parser_for, spec_for
 
 # Kinds whose answer must keep the names the selection defines.
@@ -156,6 +156,9 @@ def verify_edit(
     original = text[start:end]
     if not replacement.strip():
         return Verdict(False, "the answer is empty")
+    looped = repeats_itself(replacement)
+    if looped is not None:
+        return Verdict(False, looped)
     if kind in PROSE_KINDS:
         return Verdict(True, "an explanation, not checked as code")
     if _normalized(replacement) == _normalized(original):

@@ -560,6 +560,38 @@ async def test_an_edit_cut_off_at_its_length_cap_is_not_applied(
         await stop(client)
 
 
+async def test_a_model_caught_in_a_loop_is_stopped_and_premium_asked(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    """A small model may write the same lines until its cap (a minute on a laptop's CPU): the
+    stream is closed once the lines have come `LOOP_COPIES` times, and the answer fails."""
+    cheap.reply = "```python\ndef add(a, b):\n" + "    # add a and b, then return\n" * 400
+    cheap.chunk_delay_s = 0.005
+    premium.reply = "def add(a, b):\n    return a + b"
+    client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), SMALL, "python")
+        action = await refactor_action(client, uri)
+        status_future = waiter(client)
+        resolved = await client.code_action_resolve_async(action)
+        status = await asyncio.wait_for(status_future, TIMEOUT_S)
+        assert await asyncio.to_thread(cheap.wait_for_disconnect, TIMEOUT_S)
+        assert resolved.edit is not None and resolved.edit.changes is not None
+        assert resolved.edit.changes[uri][0].new_text == "def add(a, b):\n    return a + b\n"
+        first, second = status.attempts
+        assert (first.tier, first.passed, second.tier, second.passed) == (
+            "cheap",
+            False,
+            "premium",
+            True,
+        )
+        assert "repeated itself: '# add a and b, then return'" in first.reason
+        # Billed for what the model wrote before it was stopped, not for 400 lines.
+        assert 0 < first.output_tokens < 200
+    finally:
+        await stop(client)
+
+
 async def test_explain_resolve_sends_the_explanation(
     tmp_path: Path, cheap: StubServer, premium: StubServer
 ) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mmx_lsp import calls, config, engine
+from mmx_lsp import calls, checks, config, engine
 from mmx_lsp.config import Settings
 from mmx_lsp.documents import Document
 from mmx_lsp.scoring import Request
@@ -66,7 +66,11 @@ def test_a_line_completion_is_small_and_ends_at_the_line_on_a_fim_tier() -> None
     prompt = calls.build_prompt("inline", snap, cheap, (), shape)
     request = calls.model_request("cheap", cheap, "inline", prompt, shape, snap)
     assert request.stop == ["\n"] and request.max_tokens == 48
-    assert request.cut is None
+    # Every answer is stopped when the model is caught in a loop; a line needs nothing else.
+    assert request.cut is not None
+    assert request.cut("a +" * 10) is None
+    looped = "total = total + 1\n" * checks.LOOP_COPIES
+    assert request.cut(looped + "total") == len(looped)
     # A chat tier gets no stop sequences (its answer may open with a fence), and its own
     # context cap applies.
     premium = settings.tiers["premium"]
@@ -94,6 +98,24 @@ def test_a_tier_caps_answers_only_when_told_to() -> None:
     assert calls.output_cap(shape, capped) == 300
     line = calls.request_shape(settings, "inline", "line")
     assert calls.output_cap(line, capped) == 48, "the kind's cap applies first"
+
+
+def test_a_body_answer_ends_at_its_dedent_or_where_the_model_loops() -> None:
+    settings = fim_settings()
+    doc = Document.open(
+        "file:///w/a.py", "python", 1, SOURCE.replace("json.dump(data, handle)", "")
+    )
+    place = (11, 8)  # the empty body of save()
+    shape = calls.request_shape(settings, "inline", "body")
+    snap = calls.take_snapshot(doc, place, context_tokens=shape.context_tokens)
+    cheap = settings.tiers["cheap"]
+    prompt = calls.build_prompt("inline", snap, cheap, (), shape)
+    request = calls.model_request("cheap", cheap, "inline", prompt, shape, snap)
+    assert request.cut is not None
+    body = "json.dump(data, handle)\n        return path\n"
+    assert request.cut(body + "def other():\n") == len(body) - 1
+    looped = "json.dump(data, handle)\n        " + "handle.write(chr(10))\n        " * 12
+    assert request.cut(looped) == len(looped) - len("        ")
 
 
 def test_a_block_answer_ends_at_its_first_line_indented_less_than_the_cursor() -> None:
