@@ -183,43 +183,52 @@ def _writes_whole_body(root: Node, spec: LanguageSpec, low: int, high: int) -> b
     return all(c.start_byte >= low - 1 and c.end_byte <= high + 1 for c in statements)
 
 
-# A model caught in a loop writes the same few lines again and again until its cap (a small
-# local model may spend a minute on it): a block of up to LOOP_PERIOD lines, with at least
-# LOOP_CHARS characters besides spaces, written LOOP_COPIES times in a row is where its
-# answer is stopped, and the answer fails. Rows of a data table (`None,`, `'\ufffe',`) are
-# shorter: no file of this machine's Python library, tests and installed packages included
-# (18,460 files), has such a run.
+# A model caught in a loop writes the same lines again and again until its cap (a small local
+# model may spend a minute on it). A block of up to LOOP_PERIOD lines, one of them with at
+# least LOOP_CHARS characters besides spaces, written LOOP_COPIES times in a row (a longer
+# block: until its copies make LOOP_LINES lines, and at least 4 times) is where the answer is
+# stopped, and the answer fails. Rows of a data table (`None,`, `'\ufffe',`) are shorter: no
+# file of this machine's Python library, tests and installed packages included (18,460
+# files), has such a run.
 LOOP_COPIES = 12
-LOOP_PERIOD = 4
+LOOP_PERIOD = 16
+LOOP_LINES = 48
 LOOP_CHARS = 12
 
 
+def _copies(period: int) -> int:
+    return min(LOOP_COPIES, max(4, -(-LOOP_LINES // period)))
+
+
+_LOOP_TAIL = max(period * _copies(period) for period in range(1, LOOP_PERIOD + 1))
+
+
 def _loop_ending(lines: list[str]) -> str | None:
-    """The first line of the block that `lines` end with LOOP_COPIES copies of, or None."""
+    """The first line of the block that `lines` end with enough copies of, or None."""
     for period in range(1, LOOP_PERIOD + 1):
-        start = len(lines) - period * LOOP_COPIES
+        copies = _copies(period)
+        start = len(lines) - period * copies
         if start < 0:
-            break
+            continue
         block = lines[start : start + period]
-        if sum(len(line.strip()) for line in block) < LOOP_CHARS:
+        if max(len(line.strip()) for line in block) < LOOP_CHARS:
             continue
         if any(period % d == 0 and block == block[:d] * (period // d) for d in range(1, period)):
             continue  # copies of a shorter block, which that period judges
-        if all(lines[start + i] == block[i % period] for i in range(period * LOOP_COPIES)):
-            return next(line for line in block if line.strip())
+        if all(lines[start + i] == block[i % period] for i in range(period * copies)):
+            return next(line for line in block if len(line.strip()) >= LOOP_CHARS)
     return None
 
 
 def loop_end(text: str) -> int | None:
     """Where an answer caught in a loop is stopped: the end of its complete lines when they
-    end with LOOP_COPIES copies of one block; else None. Read at every piece of a streamed
-    answer, so it looks at the last lines only."""
+    end with enough copies of one block (see LOOP_COPIES); else None. Read at every piece of
+    a streamed answer, so it looks at the last lines only."""
     end = text.rfind("\n")
     if end == -1:
         return None
-    most = LOOP_COPIES * LOOP_PERIOD
-    lines = text[:end].rsplit("\n", most)
-    if len(lines) > most:
+    lines = text[:end].rsplit("\n", _LOOP_TAIL)
+    if len(lines) > _LOOP_TAIL:
         lines = lines[1:]  # the first piece is everything before the last lines
     return end + 1 if _loop_ending(lines) is not None else None
 
@@ -227,14 +236,14 @@ def loop_end(text: str) -> int | None:
 def repeats_itself(answer: str) -> str | None:
     """What a model caught in a loop wrote LOOP_COPIES times in a row, anywhere in `answer`."""
     lines = answer.split("\n")
-    for stop in range(LOOP_COPIES, len(lines) + 1):
+    for stop in range(4, len(lines) + 1):
         line = _loop_ending(lines[:stop])
         if line is not None:
             shown = line.strip()
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
             return (
-                f"the model repeated itself: {shown!r} {LOOP_COPIES} times in a row (a model "
-                "caught in a loop; its answer was stopped there)"
+                f"the model repeated itself: {shown!r} again and again (a model caught in a "
+                "loop; its answer was stopped there)"
             )
     return None
 
