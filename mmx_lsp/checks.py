@@ -203,20 +203,23 @@ def _copies(period: int) -> int:
 _LOOP_TAIL = max(period * _copies(period) for period in range(1, LOOP_PERIOD + 1))
 
 
-def _loop_ending(lines: list[str]) -> str | None:
-    """The first line of the block that `lines` end with enough copies of, or None."""
+def _loop_ending(lines: list[str], stop: int) -> str | None:
+    """The first line of the block that `lines[:stop]` end with enough copies of, or None."""
     for period in range(1, LOOP_PERIOD + 1):
         copies = _copies(period)
-        start = len(lines) - period * copies
-        if start < 0:
+        start = stop - period * copies
+        if start < 0 or lines[stop - 1] != lines[stop - 1 - period]:
+            continue
+        if not all(
+            lines[start + i] == lines[start + i % period] for i in range(period, period * copies)
+        ):
             continue
         block = lines[start : start + period]
         if max(len(line.strip()) for line in block) < LOOP_CHARS:
             continue
         if any(period % d == 0 and block == block[:d] * (period // d) for d in range(1, period)):
             continue  # copies of a shorter block, which that period judges
-        if all(lines[start + i] == block[i % period] for i in range(period * copies)):
-            return next(line for line in block if len(line.strip()) >= LOOP_CHARS)
+        return next(line for line in block if len(line.strip()) >= LOOP_CHARS)
     return None
 
 
@@ -230,14 +233,14 @@ def loop_end(text: str) -> int | None:
     lines = text[:end].rsplit("\n", _LOOP_TAIL)
     if len(lines) > _LOOP_TAIL:
         lines = lines[1:]  # the first piece is everything before the last lines
-    return end + 1 if _loop_ending(lines) is not None else None
+    return end + 1 if _loop_ending(lines, len(lines)) is not None else None
 
 
 def repeats_itself(answer: str) -> str | None:
     """What a model caught in a loop wrote LOOP_COPIES times in a row, anywhere in `answer`."""
     lines = answer.split("\n")
     for stop in range(4, len(lines) + 1):
-        line = _loop_ending(lines[:stop])
+        line = _loop_ending(lines, stop)
         if line is not None:
             shown = line.strip()
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
