@@ -219,7 +219,8 @@ def model_request(
     tier's. A fill-in-the-middle call (raw code out) stops at the kind's stop sequences and,
     for a block or body, at the first line indented less than the cursor's; a chat answer
     may open with a Markdown fence, so only its length is capped. Every answer is stopped
-    where a model caught in a loop has written the same lines `checks.LOOP_COPIES` times."""
+    where a model caught in a loop has written the same lines again and again
+    (`checks.loop_end`)."""
     if shape is None:
         from mmx_lsp.config import Settings
 

@@ -144,11 +144,12 @@ def verify_edit(
 ) -> Verdict:
     """Check an answer that replaces `text[start:end]` (character offsets) with `replacement`.
 
-    Fails when the answer is empty or changes nothing (trailing whitespace aside); when the
-    edited region (whole lines, one more on each side) has more ERROR or MISSING nodes
-    after the edit than before; and, for a refactor or docstring, when a function or class
-    that the selection defined is gone. Plain text, and explanations, only get the first
-    two checks (an explanation only the first). Code written in place is then reviewed by
+    Fails when the answer is empty or repeats itself (a model caught in a loop:
+    `checks.repeats_itself`), all that an explanation is checked for; when it changes
+    nothing (trailing whitespace aside), the last check of plain text; when the edited
+    region (whole lines, one more on each side) has more ERROR or MISSING nodes after the
+    edit than before; and, for a refactor or docstring, when a function or class that the
+    selection defined is gone. Code written in place is then reviewed by
     `checks` (see `checks.py`); `text` should be the whole document, so that names defined
     elsewhere in it count.
     """
