@@ -17,7 +17,9 @@ Reported, all from this one run:
 - pre-call estimate ÷ billed cost per request (one model call, on the tier estimated): the
   share within 0.5–2×, per kind, and whether the billed tokens were counted or estimated;
   on the typing replay, and on the eval suite (fixtures/eval) as a fresh server estimates it
-  and as one does after the typing session (which has learned the model's answer sizes).
+  and as one does after the typing session (which has learned the model's answer sizes);
+- the eval suite's code actions: how many the model looped in (stopped there) or ran to the
+  cap, and the tokens and seconds they took.
 """
 
 from __future__ import annotations
@@ -180,15 +182,16 @@ async def replay(base_url: str, max_pause_s: float) -> dict[str, Any]:
     }
 
 
-async def eval_suite(base_url: str, history: Path) -> dict[str, dict[str, list[Ratio]]]:
+async def eval_suite(base_url: str, history: Path) -> tuple[dict[str, dict[str, list[Ratio]]], str]:
     """Each task of the eval suite (fixtures/eval) on the cheap tier, as the server calls it:
     the decision's pre-call estimate ÷ the billed cost, by kind, as a freshly installed
     server estimates it and as one does after the typing session (whose metrics database,
-    `history`, a server reads at start)."""
+    `history`, a server reads at start); and what the code actions cost in tokens and time."""
     from mmx_lsp import config, engine
     from mmx_lsp.answer_sizes import AnswerSizes
     from mmx_lsp.evaluation import Contender, answer, load_suite
     from mmx_lsp.health import FimWatch
+    from mmx_lsp.kinds import INLINE_KINDS
     from mmx_lsp.metrics import MetricsStore
     from mmx_lsp.providers import Providers
 
@@ -206,6 +209,7 @@ async def eval_suite(base_url: str, history: Path) -> dict[str, dict[str, list[R
     learned.observe_prompts(prompts)
     servers = {FRESH: AnswerSizes(), AFTER_TYPING: learned}
     found: dict[str, dict[str, list[Ratio]]] = {name: {} for name in servers}
+    actions: list[Any] = []  # the outcomes of the code actions
     # As `mmx-lsp eval` and the server do: no suffix to a tier that does not fill in the middle.
     fim = FimWatch(lambda message: print(f"  {message}"))
     try:
@@ -224,6 +228,8 @@ async def eval_suite(base_url: str, history: Path) -> dict[str, dict[str, list[R
                 for name, sizes in servers.items()
             }
             outcome = await answer(providers, contender, task, fim)
+            if task.kind not in INLINE_KINDS:
+                actions.append(outcome)
             for name, sizes in servers.items():
                 features = decisions[name].features
                 sizes.observe(
@@ -243,7 +249,14 @@ async def eval_suite(base_url: str, history: Path) -> dict[str, dict[str, list[R
                 found[name].setdefault(task.kind, []).append((ratio, outcome.usage_estimated))
     finally:
         await providers.aclose()
-    return found
+    looped = sum(1 for o in actions if "repeated itself" in o.verify_reason)
+    summary = (
+        f"eval suite, code actions: {len(actions)}, of which {looped} stopped in a loop and "
+        f"{sum(1 for o in actions if o.cut_off)} cut off at the cap; "
+        f"{sum(o.usage.output_tokens for o in actions):,} tokens written in "
+        f"{sum(o.latency_ms for o in actions) / 1000:.0f} s"
+    )
+    return found, summary
 
 
 def ratios(statuses: list[dict[str, Any]]) -> dict[str, list[Ratio]]:
@@ -273,7 +286,9 @@ def main() -> int:
     llama, base_url = start_llama(model, args.threads, log)
     try:
         run = asyncio.run(replay(base_url, args.max_pause))
-        suite = {} if args.no_eval else asyncio.run(eval_suite(base_url, run["metrics"]))
+        suite, summary = (
+            ({}, "") if args.no_eval else asyncio.run(eval_suite(base_url, run["metrics"]))
+        )
     finally:
         llama.terminate()
         llama.wait(timeout=30)
@@ -314,6 +329,8 @@ def main() -> int:
             f"({within / len(values):.0%}); median {statistics.median(rs):.2f}, "
             f"range {rs[0]:.2f}–{rs[-1]:.2f}; billed on estimated tokens: {estimated}"
         )
+    if summary:
+        print(summary)
     errors = sorted({str(s.get("error"))[:90] for s in failed})
     for error in errors[:5]:
         print(f"  failure: {error}")
