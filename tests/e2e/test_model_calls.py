@@ -494,6 +494,14 @@ async def refactor_action(client: LanguageClient, uri: str) -> types.CodeAction:
     return action
 
 
+async def resolve_refactor(client: LanguageClient, uri: str) -> tuple[types.CodeAction, Any]:
+    """The *Refactor selection* action on SELECTION, resolved, and the status it sent."""
+    action = await refactor_action(client, uri)
+    status_future = waiter(client)
+    resolved = await client.code_action_resolve_async(action)
+    return resolved, await asyncio.wait_for(status_future, TIMEOUT_S)
+
+
 async def test_refactor_resolve_returns_a_workspace_edit_on_the_range(
     tmp_path: Path, cheap: StubServer, premium: StubServer
 ) -> None:
@@ -532,10 +540,7 @@ async def test_an_edit_cut_off_at_its_length_cap_is_not_applied(
     client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
     try:
         uri = open_text(client, (tmp_path / "add.py").as_uri(), SMALL, "python")
-        action = await refactor_action(client, uri)
-        status_future = waiter(client)
-        resolved = await client.code_action_resolve_async(action)
-        status = await asyncio.wait_for(status_future, TIMEOUT_S)
+        resolved, status = await resolve_refactor(client, uri)
         assert resolved.edit is not None and resolved.edit.changes is not None
         assert resolved.edit.changes[uri][0].new_text == "def add(a, b):\n    return a + b\n"
         assert status.escalated and [(a.tier, a.passed) for a in status.attempts] == [
@@ -549,10 +554,7 @@ async def test_an_edit_cut_off_at_its_length_cap_is_not_applied(
         assert explained["estimate_tokens"]["premium"][1] < cap
         premium.finish_reason = "length"  # both cut off: nothing is applied, and the user told
         other = open_text(client, (tmp_path / "sub.py").as_uri(), SMALL.replace("+", "-"), "python")
-        action = await refactor_action(client, other)
-        status_future = waiter(client)
-        resolved = await client.code_action_resolve_async(action)
-        status = await asyncio.wait_for(status_future, TIMEOUT_S)
+        resolved, status = await resolve_refactor(client, other)
         assert resolved.edit is None
         assert "cut off at its length cap" in status.error
         assert "max_output_tokens" in status.error
@@ -564,17 +566,14 @@ async def test_a_model_caught_in_a_loop_is_stopped_and_premium_asked(
     tmp_path: Path, cheap: StubServer, premium: StubServer
 ) -> None:
     """A small model may write the same lines until its cap (a minute on a laptop's CPU): the
-    stream is closed once the lines have come `LOOP_COPIES` times, and the answer fails."""
+    stream is closed once the lines have come again and again, and the answer fails."""
     cheap.reply = "```python\ndef add(a, b):\n" + "    # add a and b, then return\n" * 400
     cheap.chunk_delay_s = 0.005
     premium.reply = "def add(a, b):\n    return a + b"
     client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
     try:
         uri = open_text(client, (tmp_path / "add.py").as_uri(), SMALL, "python")
-        action = await refactor_action(client, uri)
-        status_future = waiter(client)
-        resolved = await client.code_action_resolve_async(action)
-        status = await asyncio.wait_for(status_future, TIMEOUT_S)
+        resolved, status = await resolve_refactor(client, uri)
         assert await asyncio.to_thread(cheap.wait_for_disconnect, TIMEOUT_S)
         assert resolved.edit is not None and resolved.edit.changes is not None
         assert resolved.edit.changes[uri][0].new_text == "def add(a, b):\n    return a + b\n"
