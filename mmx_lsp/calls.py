@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from mmx_lsp import excerpts, prompts
-from mmx_lsp.checks import CHECKS, WHOLE_FILE_CHECKS, loop_end
+from mmx_lsp.checks import CHECKS, WHOLE_FILE_CHECKS
 from mmx_lsp.config import limit_key
 from mmx_lsp.kinds import INLINE_KINDS, Kind, Tier, is_action_kind
 from mmx_lsp.model_io import ModelRequest
 from mmx_lsp.pricing import Usage
+from mmx_lsp.runaway import echo_end, echoes_request, loop_end
 from mmx_lsp.tokens import chars_for_tokens, tokens_for_bytes
 from mmx_lsp.verify import Verdict, verify_edit
 
@@ -109,10 +110,14 @@ class Snapshot:
 VERIFY_WHOLE_CHARS = 1_000_000
 
 
-def verify_answer(snap: Snapshot, kind: Kind, answer: str) -> Verdict:
+def verify_answer(snap: Snapshot, kind: Kind, answer: str, words: Sequence[str] = ()) -> Verdict:
     """The server's check of an answer, in place in the document as the request saw it: the
     whole document while it has not changed since (and is not too large), else the excerpt
-    without the checks that need the whole file."""
+    without the checks that need the whole file. An answer that writes back the prompt's
+    `words` (`Prompt.words`) fails first."""
+    echoed = echoes_request(answer, words, snap.text)
+    if echoed is not None:
+        return Verdict(False, echoed)
     doc = snap.document
     lines = doc.lines if doc is not None and doc.version == snap.version else None
     text = "".join(lines) if lines is not None else ""
@@ -220,7 +225,7 @@ def model_request(
     for a block or body, at the first line indented less than the cursor's; a chat answer
     may open with a Markdown fence, so only its length is capped. Every answer is stopped
     where a model caught in a loop has written the same lines again and again
-    (`checks.loop_end`)."""
+    (`runaway.loop_end`), or has written back the prompt's own words (`runaway.echo_end`)."""
     if shape is None:
         from mmx_lsp.config import Settings
 
@@ -230,6 +235,8 @@ def model_request(
     cut: Callable[[str], int | None] = loop_end
     if fim and shape.key in ("block", "body") and snap is not None:
         cut = earliest(dedent_cut(snap.line_before), loop_end)
+    if prompt.words:
+        cut = earliest(cut, echo_end(prompt.words, snap.text if snap is not None else ""))
     return ModelRequest(
         tier=tier,
         api=api,

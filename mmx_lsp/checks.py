@@ -1,7 +1,7 @@
 """Pure checks that catch wrong answers without running them: names defined nowhere,
 attributes the class never sets, placeholders, comments that leave the work to the reader,
 promised values never returned, an answer that repeats the code above it or redefines its own
-signature, and a model caught in a loop.
+signature (a model caught in a loop, or writing its prompt back: `runaway`).
 
 Each check reads the document with the answer in place (a tree-sitter tree of the whole text)
 and the byte range the answer occupies. They are deliberately lenient: a name bound anywhere
@@ -181,74 +181,6 @@ def _writes_whole_body(root: Node, spec: LanguageSpec, low: int, high: int) -> b
             statements = statements[1:]
     # No statement but the answer's own (or none at all: a comment is all it wrote).
     return all(c.start_byte >= low - 1 and c.end_byte <= high + 1 for c in statements)
-
-
-# A model caught in a loop writes the same lines again and again until its cap (a small local
-# model may spend a minute on it). A block of up to LOOP_PERIOD lines, one of them with at
-# least LOOP_CHARS characters besides spaces, written LOOP_COPIES times in a row (a longer
-# block: until its copies make LOOP_LINES lines, and at least 4 times) is where the answer is
-# stopped, and the answer fails. Rows of a data table (`None,`, `'\ufffe',`) are shorter: no
-# file of this machine's Python library, tests and installed packages included (18,460
-# files), has such a run.
-LOOP_COPIES = 12
-LOOP_PERIOD = 16
-LOOP_LINES = 48
-LOOP_CHARS = 12
-
-
-def _copies(period: int) -> int:
-    return min(LOOP_COPIES, max(4, -(-LOOP_LINES // period)))
-
-
-_LOOP_TAIL = max(period * _copies(period) for period in range(1, LOOP_PERIOD + 1))
-
-
-def _loop_ending(lines: list[str], stop: int) -> str | None:
-    """The first line of the block that `lines[:stop]` end with enough copies of, or None."""
-    for period in range(1, LOOP_PERIOD + 1):
-        copies = _copies(period)
-        start = stop - period * copies
-        if start < 0 or lines[stop - 1] != lines[stop - 1 - period]:
-            continue
-        if not all(
-            lines[start + i] == lines[start + i % period] for i in range(period, period * copies)
-        ):
-            continue
-        block = lines[start : start + period]
-        if max(len(line.strip()) for line in block) < LOOP_CHARS:
-            continue
-        if any(period % d == 0 and block == block[:d] * (period // d) for d in range(1, period)):
-            continue  # copies of a shorter block, which that period judges
-        return next(line for line in block if len(line.strip()) >= LOOP_CHARS)
-    return None
-
-
-def loop_end(text: str) -> int | None:
-    """Where an answer caught in a loop is stopped: the end of its complete lines when they
-    end with enough copies of one block (see LOOP_COPIES); else None. Read at every piece of
-    a streamed answer, so it looks at the last lines only."""
-    end = text.rfind("\n")
-    if end == -1:
-        return None
-    lines = text[:end].rsplit("\n", _LOOP_TAIL)
-    if len(lines) > _LOOP_TAIL:
-        lines = lines[1:]  # the first piece is everything before the last lines
-    return end + 1 if _loop_ending(lines, len(lines)) is not None else None
-
-
-def repeats_itself(answer: str) -> str | None:
-    """What a model caught in a loop wrote LOOP_COPIES times in a row, anywhere in `answer`."""
-    lines = answer.split("\n")
-    for stop in range(4, len(lines) + 1):
-        line = _loop_ending(lines, stop)
-        if line is not None:
-            shown = line.strip()
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            return (
-                f"the model repeated itself: {shown!r} again and again (a model caught in a "
-                "loop; its answer was stopped there)"
-            )
-    return None
 
 
 def _placeholder(answer: str) -> str | None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from mmx_lsp import answer_cache, calls, cascade, engine
+from mmx_lsp import answer_cache, calls, cascade, engine, prompts
 from mmx_lsp.answer_sizes import AnswerSizes
 from mmx_lsp.cache import Cache, SingleFlight, make_cache
 from mmx_lsp.calls import Snapshot, take_snapshot
@@ -418,8 +418,10 @@ class Pipeline:
             self._latencies.add(tier, shape.key, reply.latency_ms / 1000)
             return reply
 
+        words = prompts.request_words(kind, snap.language, diagnostics)
+
         def verify(text: str) -> Any:
-            return calls.verify_answer(snap, kind, text)
+            return calls.verify_answer(snap, kind, text, words)
 
         await cascade.run(
             flight,

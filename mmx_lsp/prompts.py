@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from tree_sitter import Node
 
-from mmx_lsp.kinds import ActionKind
+from mmx_lsp.kinds import ACTION_KINDS, ActionKind, Kind
 from mmx_lsp.languages import IMPORT_TYPES, parser_for, spec_for
 from mmx_lsp.tokens import chars_for_tokens
 
@@ -45,13 +45,15 @@ _COMMENT = {
 class Prompt:
     """What to send: chat `messages`, or a FIM `prompt` + `suffix` (the completions API).
 
-    `cache_context` is the exact text the prompt was built from, for `cache.cache_key`.
+    `cache_context` is the exact text the prompt was built from, for `cache.cache_key`;
+    `words`, the lines it puts around the code (`request_words`).
     """
 
     template_version: str
     messages: list[dict[str, str]] | None = None
     prompt: str | None = None
     suffix: str | None = None
+    words: tuple[str, ...] = ()
 
     @property
     def cache_context(self) -> str:
@@ -312,6 +314,15 @@ _ACTION_SYSTEM: dict[str, str] = {
 }
 
 
+# The headers of an action's prompt (`build_action`, `request_words`).
+_LANGUAGE = "Language: {}"
+_BEFORE = "Code before the selection:"
+_AFTER = "Code after the selection:"
+_DIAGNOSTICS = "Diagnostics in the selection:"
+_INSTRUCTION = "Instruction: {}"
+_WORD_CHARS = 10
+
+
 def build_action(
     kind: ActionKind,
     text: str,
@@ -334,23 +345,42 @@ def build_action(
     budget = max(0, chars_for_tokens(context_tokens) - len(selection))
     before, after = _around(text, start, end, language, budget + len(selection), outline)
     name = language if spec_for(language) else "plain text"
-    parts = [f"Language: {name}"]
+    parts = [_LANGUAGE.format(name)]
     if before.strip():
-        parts.append(f"Code before the selection:\n{before}")
+        parts.append(f"{_BEFORE}\n{before}")
     parts.append(f"<selection>\n{selection}\n</selection>")
     if after.strip():
-        parts.append(f"Code after the selection:\n{after}")
+        parts.append(f"{_AFTER}\n{after}")
     if diagnostics:
-        parts.append("Diagnostics in the selection:\n" + "\n".join(f"- {d}" for d in diagnostics))
+        parts.append(_DIAGNOSTICS + "\n" + "\n".join(f"- {d}" for d in diagnostics))
     if instruction:
-        parts.append(f"Instruction: {instruction}")
+        parts.append(_INSTRUCTION.format(instruction))
     return Prompt(
         TEMPLATE_VERSIONS[kind],
         messages=[
             {"role": "system", "content": _ACTION_SYSTEM[kind].format(language=name)},
             {"role": "user", "content": "\n\n".join(parts)},
         ],
+        words=request_words(kind, language, diagnostics, instruction),
     )
+
+
+def request_words(
+    kind: Kind, language: str, diagnostics: Sequence[str], instruction: str | None = None
+) -> tuple[str, ...]:
+    """The lines an action's prompt puts around the code (`build_action`: its headers, the
+    first line of each diagnostic and of the instruction), which no answer has a reason to
+    write (`runaway.echo_end`); none for a completion, whose prompt is the code itself or
+    asks for a hole."""
+    if kind not in ACTION_KINDS:
+        return ()
+    name = language if spec_for(language) else "plain text"
+    words = [_LANGUAGE.format(name), _BEFORE, _AFTER, _DIAGNOSTICS]
+    words += [f"- {d}".split("\n")[0] for d in diagnostics]
+    if instruction:
+        words.append(_INSTRUCTION.format(instruction).split("\n")[0])
+    # A diagnostic as short as "- E1" could be the start of a line of Markdown or code.
+    return tuple(dict.fromkeys(w.strip() for w in words if len(w.strip()) >= _WORD_CHARS))
 
 
 # --------------------------------------------------------------------------- answer clean-up

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from tree_sitter import Node, Point, Tree
 
-from mmx_lsp.checks import CHECKS, Finding, repeats_itself, review
+from mmx_lsp.checks import CHECKS, Finding, review
 from mmx_lsp.languages import LanguageSpec, parser_for, spec_for
+from mmx_lsp.runaway import repeats_itself
 
 # Kinds whose answer must keep the names the selection defines.
 KEEPS_DEFINITIONS = frozenset({"refactor", "docstring"})
@@ -145,7 +146,7 @@ def verify_edit(
     """Check an answer that replaces `text[start:end]` (character offsets) with `replacement`.
 
     Fails when the answer is empty or repeats itself (a model caught in a loop:
-    `checks.repeats_itself`), all that an explanation is checked for; when it changes
+    `runaway.repeats_itself`), all that an explanation is checked for; when it changes
     nothing (trailing whitespace aside), the last check of plain text; when the edited
     region (whole lines, one more on each side) has more ERROR or MISSING nodes after the
     edit than before; and, for a refactor or docstring, when a function or class that the

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-from mmx_lsp import calls, cascade, engine
+from mmx_lsp import calls, cascade, engine, prompts
 from mmx_lsp.calls import Snapshot, take_snapshot
 from mmx_lsp.config import Settings
 from mmx_lsp.documents import Document
@@ -152,7 +152,7 @@ async def answer(
         return Outcome.unanswered(task, contender.tier, contender.model, str(exc), latency_ms)
     text = clean_answer(task, snap, reply.text)
     verified, why = cascade.judged(
-        task.kind, reply.cut_off, calls.verify_answer(snap, task.kind, text)
+        task.kind, reply.cut_off, calls.verify_answer(snap, task.kind, text, prompt.words)
     )
     result = await check(task, text)
     return Outcome(
@@ -247,8 +247,10 @@ class _Runner:
                 cut_off=outcome.cut_off,
             )
 
+        words = prompts.request_words(task.kind, snap.language, task.diagnostics)
+
         def verify(text: str) -> Verdict:
-            return calls.verify_answer(snap, task.kind, text)
+            return calls.verify_answer(snap, task.kind, text, words)
 
         flight = await cascade.run(
             cascade.Flight(decision.tier),

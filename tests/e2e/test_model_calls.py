@@ -562,12 +562,27 @@ async def test_an_edit_cut_off_at_its_length_cap_is_not_applied(
         await stop(client)
 
 
-async def test_a_model_caught_in_a_loop_is_stopped_and_premium_asked(
-    tmp_path: Path, cheap: StubServer, premium: StubServer
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (
+            "```python\ndef add(a, b):\n" + "    # add a and b, then return\n" * 400,
+            "repeated itself: '# add a and b, then return'",
+        ),
+        (
+            "Language: python\n\nCode before the selection:\n"
+            + "".join(f"def add{n}(a, b):\n    return a + {n}\n" for n in range(400)),
+            "writes back the request's own words ('Language: python')",
+        ),
+    ],
+    ids=["loop", "prompt-written-back"],
+)
+async def test_an_answer_that_runs_away_is_stopped_and_premium_asked(
+    tmp_path: Path, cheap: StubServer, premium: StubServer, reply: str, reason: str
 ) -> None:
-    """A small model may write the same lines until its cap (a minute on a laptop's CPU): the
-    stream is closed once the lines have come again and again, and the answer fails."""
-    cheap.reply = "```python\ndef add(a, b):\n" + "    # add a and b, then return\n" * 400
+    """A small model may write the same lines until its cap, or write its prompt back (a
+    minute on a laptop's CPU): the stream is closed once that shows, and the answer fails."""
+    cheap.reply = reply
     cheap.chunk_delay_s = 0.005
     premium.reply = "def add(a, b):\n    return a + b"
     client = await start(tmp_path, init_options=settings(tmp_path, cheap, premium))
@@ -584,7 +599,7 @@ async def test_a_model_caught_in_a_loop_is_stopped_and_premium_asked(
             "premium",
             True,
         )
-        assert "repeated itself: '# add a and b, then return'" in first.reason
+        assert reason in first.reason
         # Billed for what the model wrote before it was stopped, not for 400 lines.
         assert 0 < first.output_tokens < 200
     finally:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mmx_lsp import calls, checks, config, engine
+from mmx_lsp import calls, config, engine, runaway
 from mmx_lsp.config import Settings
 from mmx_lsp.documents import Document
 from mmx_lsp.scoring import Request
@@ -69,7 +69,7 @@ def test_a_line_completion_is_small_and_ends_at_the_line_on_a_fim_tier() -> None
     # Every answer is stopped when the model is caught in a loop; a line needs nothing else.
     assert request.cut is not None
     assert request.cut("a +" * 10) is None
-    looped = "total = total + 1\n" * checks.LOOP_COPIES
+    looped = "total = total + 1\n" * runaway.LOOP_COPIES
     assert request.cut(looped + "total") == len(looped)
     # A chat tier gets no stop sequences (its answer may open with a fence), and its own
     # context cap applies.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mmx_lsp.checks import CHECKS, LOOP_COPIES, loop_end, repeats_itself
+from mmx_lsp.checks import CHECKS
+from mmx_lsp.runaway import LOOP_COPIES
 from mmx_lsp.verify import verify_edit
 
 PY_CLASS = '''import json
@@ -205,40 +206,6 @@ def test_explanations_are_not_reviewed_as_code() -> None:
     text, start, end, _ = fill(PY_CLASS, "")
     verdict = verify_edit("python", text, start, end, "It pushes a job with re.", "explain")
     assert verdict.ok
-
-
-LOOPED = "- missing return (compiler: MissingReturn)\n"
-
-
-def test_a_model_caught_in_a_loop_is_stopped_at_the_last_copy_that_proves_it() -> None:
-    before = "func take() int {\n"
-    assert loop_end(before + LOOPED * (LOOP_COPIES - 1)) is None
-    text = before + LOOPED * LOOP_COPIES
-    assert loop_end(text) == len(text)
-    assert loop_end(text + "- missing ret") == len(text), "a line still being written waits"
-    block = "    total += 1\n    print(total)\n    check(total)\n"
-    assert loop_end(before + block * (LOOP_COPIES - 1)) is None
-    assert loop_end(before + block * LOOP_COPIES) is not None
-    # A longer block needs fewer copies: a six-line function, eight times (48 lines).
-    function = "\n// Allow takes a token.\nfunc Allow() bool {\n\tb.mu.Lock()\n\treturn false\n}\n"
-    assert loop_end(before + function * 7) is None
-    assert loop_end(before + function * 8) is not None
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "    None,\n" * 40,  # rows of a data table
-        "    '\\ufffe',\n" * 40,
-        "}\n" * 40,
-        "\n" * 40,
-        "".join(f"    row{i} = compute(row{i - 1})\n" for i in range(40)),
-        # Code pasted three times over is not a loop.
-        "def test_a():\n    parser = make_parser()\n    parser.feed(DATA)\n\n" * 3,
-    ],
-)
-def test_tables_and_closing_brackets_are_not_a_loop(text: str) -> None:
-    assert loop_end(text) is None and repeats_itself(text) is None
 
 
 def test_an_answer_that_repeats_itself_fails_and_says_what_it_repeated() -> None:
