@@ -18,8 +18,8 @@ Reported, all from this one run:
   share within 0.5–2×, per kind, and whether the billed tokens were counted or estimated;
   on the typing replay, and on the eval suite (fixtures/eval) as a fresh server estimates it
   and as one does after the typing session (which has learned the model's answer sizes);
-- the eval suite's code actions: how many the model looped in (stopped there) or ran to the
-  cap, and the tokens and seconds they took.
+- the eval suite's code actions: how many the model stopped as it wrote its prompt back or
+  looped in, or ran to the cap, and the tokens and seconds they took.
 """
 
 from __future__ import annotations
@@ -250,8 +250,10 @@ async def eval_suite(base_url: str, history: Path) -> tuple[dict[str, dict[str, 
     finally:
         await providers.aclose()
     looped = sum(1 for o in actions if "repeated itself" in o.verify_reason)
+    echoed = sum(1 for o in actions if "request's own words" in o.verify_reason)
     summary = (
-        f"eval suite, code actions: {len(actions)}, of which {looped} stopped in a loop and "
+        f"eval suite, code actions: {len(actions)}, of which {echoed} stopped as they wrote "
+        f"their prompt back, {looped} stopped in a loop and "
         f"{sum(1 for o in actions if o.cut_off)} cut off at the cap; "
         f"{sum(o.usage.output_tokens for o in actions):,} tokens written in "
         f"{sum(o.latency_ms for o in actions) / 1000:.0f} s"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from tree_sitter import Node
 
-from mmx_lsp.kinds import ACTION_KINDS, ActionKind, Kind
+from mmx_lsp.kinds import ACTION_KINDS, EDIT_KINDS, ActionKind, Kind
 from mmx_lsp.languages import IMPORT_TYPES, parser_for, spec_for
 from mmx_lsp.tokens import chars_for_tokens
 
@@ -371,12 +371,13 @@ def request_words(
     """The lines an action's prompt puts around the code (`build_action`: its headers, the
     first line of each diagnostic and of the instruction), which no answer has a reason to
     write (`runaway.echo_end`); none for a completion, whose prompt is the code itself or
-    asks for a hole."""
+    asks for a hole. An explanation may list the diagnostics: only the headers count there."""
     if kind not in ACTION_KINDS:
         return ()
     name = language if spec_for(language) else "plain text"
     words = [_LANGUAGE.format(name), _BEFORE, _AFTER, _DIAGNOSTICS]
-    words += [f"- {d}".split("\n")[0] for d in diagnostics]
+    if kind in EDIT_KINDS:
+        words += [f"- {d}".split("\n")[0] for d in diagnostics]
     if instruction:
         words.append(_INSTRUCTION.format(instruction).split("\n")[0])
     # A diagnostic as short as "- E1" could be the start of a line of Markdown or code.

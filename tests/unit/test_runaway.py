@@ -67,6 +67,7 @@ def test_an_action_prompt_names_the_words_it_puts_around_the_code() -> None:
     assert prompt.words == words
     sent = prompt.messages[-1]["content"].split("\n") if prompt.messages else []
     assert all(any(line.startswith(word) for line in sent) for word in words[:1] + words[3:])
+    assert prompts.request_words("explain", "go", DIAGNOSTICS) == words[:4], "may list them"
     assert prompts.request_words("inline", "go", DIAGNOSTICS) == ()
 
 
