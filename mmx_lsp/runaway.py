@@ -96,18 +96,20 @@ def echo_end(words: Sequence[str], code: str) -> Callable[[str], int | None]:
     """Where an answer that writes back one of `words` (`prompts.request_words`: the lines
     the prompt put around `code`) is stopped: the end of the first complete line that does.
     A streamed answer is read once: each call reads only the lines completed since the last."""
-    read = 0
+    seen = ""  # the complete lines read so far
 
     def cut(text: str) -> int | None:
-        nonlocal read
-        if read > len(text):  # a new answer (the request was sent again)
-            read = 0
+        nonlocal seen
+        if not text.startswith(seen):  # another answer: the request was sent again
+            seen = ""
+        read = len(seen)
         end = text.find("\n", read)
         while end != -1:
             if _echoed(text[read:end], words, code) is not None:
                 return end + 1
             read = end + 1
             end = text.find("\n", read)
+        seen = text[:read]
         return None
 
     return cut
