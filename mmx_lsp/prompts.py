@@ -320,6 +320,7 @@ _BEFORE = "Code before the selection:"
 _AFTER = "Code after the selection:"
 _DIAGNOSTICS = "Diagnostics in the selection:"
 _INSTRUCTION = "Instruction: {}"
+_SELECTION_TAGS = ("<selection>", "</selection>")
 _WORD_CHARS = 10
 
 
@@ -348,7 +349,7 @@ def build_action(
     parts = [_LANGUAGE.format(name)]
     if before.strip():
         parts.append(f"{_BEFORE}\n{before}")
-    parts.append(f"<selection>\n{selection}\n</selection>")
+    parts.append(f"{_SELECTION_TAGS[0]}\n{selection}\n{_SELECTION_TAGS[1]}")
     if after.strip():
         parts.append(f"{_AFTER}\n{after}")
     if diagnostics:
@@ -536,6 +537,9 @@ def postprocess_edit(answer: str, original_selection: str) -> str:
         lines.pop(0)
     while lines and not lines[-1].strip():
         lines.pop()
+    tagged = (lines[0].strip(), lines[-1].strip()) == _SELECTION_TAGS if lines else False
+    if tagged and not original_selection.lstrip().startswith(_SELECTION_TAGS[0]):
+        lines = lines[1:-1]  # the answer in the tags its selection came in
     if not lines:
         return ""
     selection_lines = original_selection.split("\n")

@@ -308,6 +308,14 @@ def test_strip_fences_keeps_an_unterminated_block() -> None:
 # --------------------------------------------------------------------------- postprocess_edit
 
 
+def test_an_edit_answered_in_the_selections_tags_keeps_only_the_code() -> None:
+    selection = "def add(a, b):\n    return a+b\n"
+    answer = "<selection>\ndef add(a, b):\n    return a + b\n</selection>"
+    assert postprocess_edit(answer, selection) == "def add(a, b):\n    return a + b\n"
+    xml = "<selection>\n  <option>a</option>\n</selection>\n"
+    assert postprocess_edit(xml, xml) == xml, "tags the code itself has are kept"
+
+
 def test_edit_is_reindented_to_the_selection() -> None:
     selection = (
         "    def total_cents(self) -> int:\n        return self.quantity * self.price_cents\n"
