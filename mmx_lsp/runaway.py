@@ -71,11 +71,9 @@ def repeats_itself(answer: str) -> str | None:
     for stop in range(4, len(lines) + 1):
         line = _loop_ending(lines, stop)
         if line is not None:
-            shown = line.strip()
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
             return (
-                f"the model repeated itself: {shown!r} again and again (a model caught in a "
-                "loop; its answer was stopped there)"
+                f"the model repeated itself: {_shown(line)!r} again and again (a model caught "
+                "in a loop; its answer was stopped there)"
             )
     return None
 
@@ -120,9 +118,14 @@ def echoes_request(answer: str, words: Sequence[str], code: str) -> str | None:
     for line in answer.split("\n"):
         word = _echoed(line, words, code)
         if word is not None:
-            shown = word if len(word) <= 60 else word[:57] + "..."
             return (
-                f"the answer writes back the request's own words ({shown!r}) instead of "
+                f"the answer writes back the request's own words ({_shown(word)!r}) instead of "
                 "answering it: the model lost track of its task, and its answer was stopped there"
             )
     return None
+
+
+def _shown(line: str) -> str:
+    """A line quoted in a message: at most 60 characters."""
+    line = line.strip()
+    return line if len(line) <= 60 else line[:57] + "..."
