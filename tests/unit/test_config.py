@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from mmx_lsp import config
+from mmx_lsp import config, engine
 from mmx_lsp.config import Settings, Source, load
+from mmx_lsp.documents import Document
+from mmx_lsp.evaluation.tasks import load_task
+from mmx_lsp.scoring import Request
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -114,6 +118,32 @@ def test_privacy_defaults_exclude_secrets() -> None:
     ):
         assert s.is_excluded(path), path
     assert not s.is_excluded("/w/src/environment.py")
+
+
+def test_every_settings_example_in_the_readme_loads_without_a_warning(tmp_path: Path) -> None:
+    """The README's TOML blocks are settings, except its example of an eval task."""
+    blocks = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
+    tasks = [b for b in blocks if b.startswith("kind = ")]
+    settings = [b for b in blocks if b not in tasks]
+    assert len(tasks) == 1 and len(settings) >= 4
+    for block in settings:
+        loaded = load([Source("README.md", tomllib.loads(block))])
+        assert not loaded.issues, (block, loaded.issues)
+    (tmp_path / "task.toml").write_text(tasks[0])
+    assert load_task(tmp_path / "task.toml").kind == tasks[0].split('"')[1]
+
+
+def test_the_readmes_rule_sends_a_local_models_code_actions_to_premium() -> None:
+    [block] = [
+        b
+        for b in re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
+        if '"explain"]' in b
+    ]
+    settings = load([Source("README.md", tomllib.loads(block))]).settings
+    doc = Document.open("file:///w/a.py", "python", 1, "def f(x):\n    return x + 1\n")
+    for kind in ("refactor", "fix", "docstring", "explain"):
+        assert engine.decide(settings, doc, Request(kind, (0, 0), (1, 16))).tier == "premium"
+    assert engine.decide(settings, doc, Request("inline", (1, 16))).tier == "cheap"
 
 
 def _readme_keys() -> set[str]:
