@@ -78,13 +78,20 @@ def repeats_itself(answer: str) -> str | None:
     return None
 
 
+# A line that begins with this much of a word writes it back: a model copying the diagnostics
+# it was given may change their ends ("returned true" for "returned false").
+ECHO_CHARS = 40
+
+
 def _echoed(line: str, words: Sequence[str], code: str) -> str | None:
-    """The word of the request that `line` writes back (it is, or begins with, one), unless
-    the code sent has a line that begins so too (an answer may keep that line)."""
+    """The word of the request that `line` writes back (it begins with the word's first
+    ECHO_CHARS characters), unless the code sent has a line that begins so too (an answer
+    may keep that line)."""
     stripped = line.strip()
     for word in words:
-        if stripped.startswith(word) and not any(
-            other.strip().startswith(word) for other in code.split("\n") if word in other
+        start = word[:ECHO_CHARS]
+        if stripped.startswith(start) and not any(
+            other.strip().startswith(start) for other in code.split("\n") if start in other
         ):
             return word
     return None

@@ -78,6 +78,9 @@ def test_an_answer_that_writes_its_prompt_back_is_stopped_after_that_line() -> N
     assert cut("func take(n int) int {\n- missing ret") is None, "a line being written waits"
     text = "func take(n int) int {\n- missing return (compiler: MissingReturn) again\n"
     assert cut(text + "- missing return") == len(text)
+    # A copy of a diagnostic whose end the model changed is still a copy.
+    changed = "  - missing return (compiler: MissingReturnStatement)\n"
+    assert echo_end(words, GO)(changed) == len(changed)
     # Read from the start again when the request is sent again (a retry after a dropped
     # stream), however much of the new answer has come.
     cut = echo_end(words, GO)
