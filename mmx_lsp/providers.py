@@ -37,6 +37,13 @@ from mmx_lsp.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
 
+# A stream closed without a finish reason. llama-cpp-python's server does this to a running
+# request whenever another arrives, unless it is started with `--interrupt_requests False`.
+STREAM_ENDED = (
+    "the stream ended before the answer did (llama-cpp-python ends a request when another "
+    "arrives: start it with --interrupt_requests False)"
+)
+
 # Sent to endpoints on loopback that need no key (Ollama, vLLM, llama.cpp, LM Studio).
 PLACEHOLDER_KEY = "not-needed"
 LITELLM_COST_HEADER = "x-litellm-response-cost"
@@ -477,7 +484,7 @@ class Providers:
                 f"providers.{target.provider}.base_url is an OpenAI-compatible /v1 endpoint"
             )
         if not finished and usage is None:
-            raise ProviderUnavailable(f"{target.where}: the stream ended before the answer did")
+            raise ProviderUnavailable(f"{target.where}: {STREAM_ENDED}")
         text = "".join(parts)
         received = text
         received_all = text if cut_at is None else cut_text

@@ -86,7 +86,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
-def _start(model: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], LlamaServer]:
+def _start(
+    model: Path, log_path: Path, interrupt: bool
+) -> tuple[subprocess.Popen[bytes], LlamaServer]:
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
     command = [
@@ -105,6 +107,10 @@ def _start(model: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], LlamaS
         "2048",
         "--n_threads",
         "1",
+        # As the README starts it: a request that arrives waits for the running one, which
+        # llama-cpp-python otherwise ends at once (a code action cut short by a completion).
+        "--interrupt_requests",
+        str(interrupt),
     ]
     started = time.monotonic()
     with log_path.open("wb") as log:
@@ -128,17 +134,15 @@ def _start(model: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], LlamaS
         raise
 
 
-@pytest.fixture(scope="session")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    """A running llama.cpp server with the tiny model; stopped at the end of the session."""
+def _serve(factory: pytest.TempPathFactory, *, interrupt: bool) -> Iterator[LlamaServer]:
     model = Path(os.environ.get("MMX_TEST_LLAMA_MODEL", DEFAULT_MODEL))
     _check_installed(model)
-    log_dir = tmp_path_factory.mktemp("llama-server")
+    log_dir = factory.mktemp("llama-server")
     errors: list[str] = []
     for attempt in range(3):  # another process may take the free port before the server
         log_path = log_dir / f"server-{attempt}.log"
         try:
-            process, server = _start(model, log_path)
+            process, server = _start(model, log_path, interrupt)
         except RuntimeError as exc:
             errors.append(f"{exc}\n{_tail(log_path)}")
             continue
@@ -148,6 +152,19 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
             _stop(process)
         return
     pytest.fail("could not start the llama.cpp server:\n" + "\n---\n".join(errors), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """A running llama.cpp server with the tiny model, started as the README says; stopped at
+    the end of the session."""
+    yield from _serve(tmp_path_factory, interrupt=False)
+
+
+@pytest.fixture(scope="module")
+def interrupting_llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """The same server with llama-cpp-python's default: each new request ends the running one."""
+    yield from _serve(tmp_path_factory, interrupt=True)
 
 
 @pytest.fixture(scope="session")

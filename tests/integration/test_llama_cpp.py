@@ -21,7 +21,7 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
 from mmx_lsp.config import Settings
-from mmx_lsp.errors import ProviderTimeout
+from mmx_lsp.errors import ProviderTimeout, ProviderUnavailable
 from mmx_lsp.model_io import ModelReply, ModelRequest, reply_cost
 from mmx_lsp.pricing import Usage, cost_usd, price_for
 from mmx_lsp.providers import Providers
@@ -273,6 +273,41 @@ async def test_cancelled_stream_leaves_the_server_usable(providers: Providers) -
         await task
 
     assert (await call(providers, fim())).text == expected
+
+
+async def test_a_request_that_arrives_meanwhile_waits_for_the_running_one(
+    providers: Providers, llama_server: LlamaServer
+) -> None:
+    """Started as the README says, llama-cpp-python queues requests: a code action is not cut
+    short by the completion asked for while it streams."""
+    first_piece = asyncio.Event()
+    running = asyncio.create_task(
+        call(providers, chat(max_tokens=600), on_text=lambda _text: first_piece.set())
+    )
+    await asyncio.wait_for(first_piece.wait(), timeout=DEADLINE_S)
+    meanwhile = await call(providers, fim(max_tokens=4))
+    reply = await running
+    # Both ran to their caps; the running one wrote all that llama.cpp writes unasked.
+    assert reply.cut_off and meanwhile.cut_off and meanwhile.text
+    assert reply.text == (await server_answer(llama_server, chat(max_tokens=600)))[0]
+
+
+async def test_by_default_llama_cpp_python_ends_the_running_request_and_says_how_to_stop_it(
+    interrupting_llama_server: LlamaServer,
+) -> None:
+    providers = Providers(settings_for(interrupting_llama_server), environ={})
+    try:
+        first_piece = asyncio.Event()
+        running = asyncio.create_task(
+            call(providers, chat(max_tokens=1500), on_text=lambda _text: first_piece.set())
+        )
+        await asyncio.wait_for(first_piece.wait(), timeout=DEADLINE_S)
+        meanwhile = await call(providers, fim(max_tokens=4))
+        with pytest.raises(ProviderUnavailable, match="--interrupt_requests False"):
+            await running
+        assert meanwhile.cut_off and meanwhile.text
+    finally:
+        await providers.aclose()
 
 
 async def test_deadline_is_a_provider_timeout(providers: Providers) -> None:
