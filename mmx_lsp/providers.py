@@ -478,6 +478,9 @@ class Providers:
                         on_text("".join(parts))
             if cut_at is not None:
                 break
+        # Closed before anything else is asked of the server: one that serves a request at a
+        # time (llama.cpp) stops writing a cut answer only when its client hangs up.
+        await stream.close()
         if chunks == 0:
             raise BadResponse(
                 f"{target.where}: the endpoint sent no completion events; check that "
@@ -552,6 +555,8 @@ class Providers:
                     if not isinstance(count, int):
                         raise ValueError("no count")
                     counts.append(count)
+            except (openai.APITimeoutError, openai.APIConnectionError):
+                return None  # no answer this time: estimated, and asked again next time
             except (openai.APIError, ValueError, TypeError, json.JSONDecodeError):
                 continue
             self._tokenizers[target.provider] = (path, field_name)

@@ -9,6 +9,7 @@ is exactly `max_tokens` tokens long.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -308,6 +309,20 @@ async def test_by_default_llama_cpp_python_ends_the_running_request_and_says_how
         assert meanwhile.cut_off and meanwhile.text
     finally:
         await providers.aclose()
+
+
+async def test_an_answer_cut_short_frees_the_server_and_is_counted_by_its_tokenizer(
+    providers: Providers,
+) -> None:
+    """An answer stopped mid-stream (a loop, a prompt written back) is closed before its
+    tokens are counted: the server, which serves one request at a time, stops writing it
+    then, and its tokenizer answers (it waited for the whole answer, and a count that timed
+    out left every later cost estimated)."""
+    cut = dataclasses.replace(chat(max_tokens=1500), cut=lambda text: 5 if len(text) > 5 else None)
+    for _ in range(2):
+        reply = await call(providers, cut)
+        assert len(reply.text) == 5 and reply.usage_source == "tokenizer"
+    assert (await call(providers, fim(max_tokens=4))).usage_source == "tokenizer"
 
 
 async def test_deadline_is_a_provider_timeout(providers: Providers) -> None:

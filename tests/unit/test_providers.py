@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -455,3 +456,23 @@ async def test_stub_runs_as_a_script_with_the_reply_from_the_environment() -> No
     finally:
         process.terminate()
         await process.wait()
+
+
+async def test_a_tokenizer_that_did_not_answer_this_time_is_asked_again(
+    stub: StubServer,
+) -> None:
+    """A timeout or a refused connection says nothing about the endpoint's tokenizer: only
+    an endpoint that answers without one is remembered as having none."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    down = Providers(make_settings(f"http://127.0.0.1:{closed}/v1", max_retries=0), {})
+    up = Providers(make_settings(stub.base_url), {})
+    try:
+        assert await down._count_tokens(down._target("cheap"), ["x = 1"]) is None
+        assert "stub" not in down._tokenizers
+        assert await up._count_tokens(up._target("cheap"), ["x = 1"]) is None
+        assert up._tokenizers["stub"] is None, "the stub has no tokenize endpoint"
+    finally:
+        await down.aclose()
+        await up.aclose()
