@@ -259,6 +259,11 @@ async def eval_suite(base_url: str, history: Path) -> tuple[dict[str, dict[str, 
     return found, summary
 
 
+def short(reason: str, chars: int = 72) -> str:
+    """A reason cut at a word, for one line of output."""
+    return reason if len(reason) <= chars else reason[:chars].rsplit(" ", 1)[0] + " …"
+
+
 def ratios(statuses: list[dict[str, Any]]) -> dict[str, list[Ratio]]:
     """Pre-call estimate ÷ billed cost of each model call, by kind: the estimate the
     decision made for the tier the call went to (an escalated request made two calls)."""
@@ -334,7 +339,7 @@ def main() -> int:
     for status in statuses:  # what the session's code actions got
         if status.get("kind") in ("refactor", "fix", "docstring", "explain"):
             tried = "; ".join(
-                f"{a['tier']} {'passed' if a['passed'] else 'failed (' + a['reason'][:70] + ')'}"
+                f"{a['tier']} {'passed' if a['passed'] else 'failed (' + short(a['reason']) + ')'}"
                 f" in {a['latency_ms'] / 1000:.1f} s"
                 for a in status.get("attempts") or []
             )
