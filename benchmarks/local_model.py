@@ -189,9 +189,10 @@ async def eval_suite(base_url: str, history: Path) -> tuple[dict[str, dict[str, 
     from mmx_lsp.answer_sizes import AnswerSizes
     from mmx_lsp.evaluation import Contender, answer, load_suite
     from mmx_lsp.health import FimWatch
-    from mmx_lsp.kinds import INLINE_KINDS
+    from mmx_lsp.kinds import ACTION_KINDS
     from mmx_lsp.metrics import MetricsStore
     from mmx_lsp.providers import Providers
+    from mmx_lsp.runaway import ECHOED, LOOPED
 
     settings = config.load([config.Source("benchmark", options(base_url))]).settings
     providers = Providers(settings, environ={}, breaker=None)
@@ -226,7 +227,7 @@ async def eval_suite(base_url: str, history: Path) -> tuple[dict[str, dict[str, 
                 for name, sizes in servers.items()
             }
             outcome = await answer(providers, contender, task, fim)
-            if task.kind not in INLINE_KINDS:
+            if task.kind in ACTION_KINDS:
                 actions.append(outcome)
             for name, sizes in servers.items():
                 features = decisions[name].features
@@ -247,8 +248,8 @@ async def eval_suite(base_url: str, history: Path) -> tuple[dict[str, dict[str, 
                 found[name].setdefault(task.kind, []).append((ratio, outcome.usage_estimated))
     finally:
         await providers.aclose()
-    looped = sum(1 for o in actions if "repeated itself" in o.verify_reason)
-    echoed = sum(1 for o in actions if "request's own words" in o.verify_reason)
+    looped = sum(1 for o in actions if o.verify_reason.startswith(LOOPED))
+    echoed = sum(1 for o in actions if o.verify_reason.startswith(ECHOED))
     summary = (
         f"eval suite, code actions: {len(actions)}, of which {echoed} stopped as they wrote "
         f"their prompt back, {looped} stopped in a loop and "
@@ -336,8 +337,10 @@ def main() -> int:
             f"({within / len(values):.0%}); median {statistics.median(rs):.2f}, "
             f"range {rs[0]:.2f}–{rs[-1]:.2f}; billed on estimated tokens: {estimated}"
         )
+    from mmx_lsp.kinds import ACTION_KINDS
+
     for status in statuses:  # what the session's code actions got
-        if status.get("kind") in ("refactor", "fix", "docstring", "explain"):
+        if status.get("kind") in ACTION_KINDS:
             tried = "; ".join(
                 f"{a['tier']} {'passed' if a['passed'] else 'failed (' + short(a['reason']) + ')'}"
                 f" in {a['latency_ms'] / 1000:.1f} s"

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+# How the failures' messages begin (`benchmarks/local_model.py` counts them by these).
+LOOPED = "the model repeated itself"
+ECHOED = "the answer writes back the request's own words"
+
 # A model caught in a loop writes the same lines again and again until its cap (a small local
 # model may spend a minute on it). A block of up to LOOP_PERIOD lines, one of them with at
 # least LOOP_CHARS characters besides spaces, written LOOP_COPIES times in a row (a longer
@@ -72,7 +76,7 @@ def repeats_itself(answer: str) -> str | None:
         line = _loop_ending(lines, stop)
         if line is not None:
             return (
-                f"the model repeated itself: {_shown(line)!r} again and again (a model caught "
+                f"{LOOPED}: {_shown(line)!r} again and again (a model caught "
                 "in a loop; its answer was stopped there)"
             )
     return None
@@ -126,7 +130,7 @@ def echoes_request(answer: str, words: Sequence[str], code: str) -> str | None:
         word = _echoed(line, words, code)
         if word is not None:
             return (
-                f"the answer writes back the request's own words ({_shown(word)!r}) instead of "
+                f"{ECHOED} ({_shown(word)!r}) instead of "
                 "answering it: the model lost track of its task, and its answer was stopped there"
             )
     return None

@@ -120,9 +120,13 @@ def test_privacy_defaults_exclude_secrets() -> None:
     assert not s.is_excluded("/w/src/environment.py")
 
 
+def _readme_toml() -> list[str]:
+    return re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
+
+
 def test_every_settings_example_in_the_readme_loads_without_a_warning(tmp_path: Path) -> None:
     """The README's TOML blocks are settings, except its example of an eval task."""
-    blocks = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = _readme_toml()
     tasks = [b for b in blocks if b.startswith("kind = ")]
     settings = [b for b in blocks if b not in tasks]
     assert len(tasks) == 1 and len(settings) >= 4
@@ -134,11 +138,7 @@ def test_every_settings_example_in_the_readme_loads_without_a_warning(tmp_path: 
 
 
 def test_the_readmes_rule_sends_a_local_models_code_actions_to_premium() -> None:
-    [block] = [
-        b
-        for b in re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
-        if '"explain"]' in b
-    ]
+    [block] = [b for b in _readme_toml() if '"explain"]' in b]
     settings = load([Source("README.md", tomllib.loads(block))]).settings
     doc = Document.open("file:///w/a.py", "python", 1, "def f(x):\n    return x + 1\n")
     for kind in ("refactor", "fix", "docstring", "explain"):
