@@ -201,11 +201,9 @@ async def eval_suite(base_url: str, history: Path) -> tuple[dict[str, dict[str, 
     learned = AnswerSizes()
     store = MetricsStore(history)
     try:
-        answers, prompts = store.recent_sizes()
+        learned.learn(store.recent_sizes())
     finally:
         store.close()
-    learned.observe_all(answers)
-    learned.observe_prompts(prompts)
     servers = {FRESH: AnswerSizes(), AFTER_TYPING: learned}
     found: dict[str, dict[str, list[Ratio]]] = {name: {} for name in servers}
     actions: list[Any] = []  # the outcomes of the code actions

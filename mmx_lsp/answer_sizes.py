@@ -18,8 +18,10 @@ differently (a small local model's may count 1.5 times as many tokens in the sam
 so the count is scaled by the median of what the provider reported ÷ what was counted for
 that model's last prompts, with 1 counted once.
 
-The server keeps one `AnswerSizes`, fed by every model call it makes and, at start, by the
-metrics database's recent requests.
+The server keeps one `AnswerSizes`, fed by every model call it makes (`Sized`, one per call,
+whether its answer was used, failed its check or was stopped) and, at start, by the same facts
+of the metrics database's recent requests, so that a restarted server expects what the
+running one did.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import math
 import statistics
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from mmx_lsp.config import LimitKey, limit_key
 from mmx_lsp.kinds import Kind, is_action_kind, is_kind
@@ -41,6 +45,51 @@ UNBOUNDED = 1 << 30
 
 def _relative(key: LimitKey) -> bool:
     return is_action_kind(key)
+
+
+@dataclass(frozen=True)
+class Sized:
+    """What one model call says about its model's sizes: the tier's model, the answer's
+    tokens, whether the endpoint cut it off at its length cap, and the prompt's tokens as
+    `calls.prompt_tokens` counted them and as the provider reported them (0: not reported,
+    or only estimated). Kept in each metrics record (`extra.calls`) as `to_json` writes it."""
+
+    model: str
+    output_tokens: int
+    cut_off: bool = False
+    counted_input_tokens: int = 0
+    input_tokens: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Sized | None:
+        """The call as a record keeps it; None for what is not one (a damaged record)."""
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("model"), str):
+            return None
+        try:
+            return cls(
+                model=raw["model"],
+                output_tokens=int(raw.get("output_tokens") or 0),
+                cut_off=bool(raw.get("cut_off")),
+                counted_input_tokens=int(raw.get("counted_input_tokens") or 0),
+                input_tokens=int(raw.get("input_tokens") or 0),
+            )
+        except (TypeError, ValueError, OverflowError):
+            return None
+
+
+@dataclass(frozen=True)
+class SizedRequest:
+    """A request's calls with what their answers are sized against: the request's kind, the
+    hole it filled, its selection's tokens and the answer tokens guessed before the call."""
+
+    kind: str
+    hole: object
+    selection_tokens: int
+    guess: int
+    calls: Sequence[Sized]
 
 
 class AnswerSizes:
@@ -93,24 +142,30 @@ class AnswerSizes:
             self._scale[model] = statistics.median([1.0, *seen])
             self.version += 1
 
-    def observe_prompts(self, prompts: Iterable[tuple[str, int, int]]) -> None:
-        """`observe_prompt` each of (model, counted, reported), oldest first."""
-        for model, counted, reported in prompts:
-            self.observe_prompt(model, counted, reported)
-
     def input_tokens(self, model: str, counted: int) -> int:
         """The input tokens `model`'s provider will report for a prompt counted at
         `counted` (read at every keystroke: a lookup)."""
         scale = self._scale.get(model)
         return counted if scale is None else round(counted * scale)
 
-    def observe_all(self, answers: Iterable[tuple[str, str, object, int, int, int, bool]]) -> None:
-        """`observe` each of (model, kind, hole, output tokens, selection tokens, guess, cut
-        off), oldest first (rows of the metrics database: a kind this version does not know
-        is left out)."""
-        for model, kind, hole, output_tokens, selection_tokens, guess, cut_off in answers:
-            if is_kind(kind):
-                self.observe(model, kind, hole, output_tokens, selection_tokens, guess, cut_off)
+    def learn(self, requests: Iterable[SizedRequest]) -> None:
+        """`observe` and `observe_prompt` each call of each request, oldest first: the one
+        way the server learns, from the calls it makes and from the metrics database's (a
+        kind this version does not know is left out)."""
+        for request in requests:
+            kind = request.kind
+            for call in request.calls:
+                if is_kind(kind):
+                    self.observe(
+                        call.model,
+                        kind,
+                        request.hole,
+                        call.output_tokens,
+                        request.selection_tokens,
+                        request.guess,
+                        call.cut_off,
+                    )
+                self.observe_prompt(call.model, call.counted_input_tokens, call.input_tokens)
 
     def estimate(
         self, model: str, kind: Kind, hole: object, selection_tokens: int, guess: int

@@ -289,12 +289,11 @@ class MmxServer(LanguageServer):
         requests in the metrics database, so that pre-call estimates know each model's
         habits from the first request."""
         try:
-            answers, prompts = await asyncio.to_thread(self.metrics.recent_sizes)
+            requests = await asyncio.to_thread(self.metrics.recent_sizes)
         except Exception as exc:  # the database is damaged or gone: the store says so
             log.info("answer sizes not read from the metrics database: %s", exc)
             return
-        self.sizes.observe_all(answers)
-        self.sizes.observe_prompts(prompts)
+        self.sizes.learn(requests)
 
     async def watch_regressions(
         self, first_s: float = REGRESSION_FIRST_CHECK_S, every_s: float = REGRESSION_CHECK_S

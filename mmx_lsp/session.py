@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mmx_lsp import calls, prompts
-from mmx_lsp.answer_sizes import AnswerSizes
+from mmx_lsp.answer_sizes import AnswerSizes, Sized, SizedRequest
 from mmx_lsp.kinds import is_tier
 
 if TYPE_CHECKING:
@@ -111,7 +111,10 @@ class Session:
             extra["file"] = hashlib.blake2b(doc.uri.encode(), digest_size=6).hexdigest()
         if flight is not None and status.input_tokens:
             # Only the request that made the call carries its tokens (see _from_flight).
-            self._learn_sizes(flight, status, settings, decision)
+            if decision is not None and settings is not None:
+                sized = _sized(flight, status, settings, decision)
+                self.sizes.learn([sized])
+                extra["calls"] = [call.to_json() for call in sized.calls]
             last = flight.last_reply
             extra["cached_input_tokens"] = flight.usage.cached_input_tokens
             extra["model_ms"] = flight.model_ms
@@ -162,29 +165,6 @@ class Session:
             {**record, **extra, "attempts": [a.to_json() for a in status.attempts]}
         )
 
-    def _learn_sizes(
-        self,
-        flight: cascade.Flight,
-        status: Status,
-        settings: Settings | None,
-        decision: Decision | None,
-    ) -> None:
-        """Each answer's length, for the next estimates of its model (`answer_sizes`)."""
-        if decision is None or settings is None:
-            return
-        hole = decision.features.get("hole")
-        selection = int(decision.features.get("selection_tokens") or 0)
-        guess = int(decision.features.get("estimated_output_tokens") or 0)
-        for step in flight.billed:
-            if step.reply is not None and step.tier in settings.tiers:
-                model = settings.tiers[step.tier].model
-                output = step.reply.usage.output_tokens
-                cut_off = step.reply.cut_off
-                self.sizes.observe(model, status.kind, hole, output, selection, guess, cut_off)
-                if not step.reply.usage_estimated:
-                    counted = step.reply.counted_input_tokens
-                    self.sizes.observe_prompt(model, counted, step.reply.usage.input_tokens)
-
     def verdict(self, request_id: str, value: str) -> bool:
         """Record the editor's verdict on an answer; False for an unknown request."""
         if not self.log.set_verdict(request_id, value):
@@ -196,6 +176,31 @@ class Session:
         """DESIGN.md's metrics summary of this session's requests, from the metrics database
         (blocks until what is queued is written: call it off the event loop)."""
         return self._recorder().summary(since, session=(self.id, self.started))
+
+
+def _sized(
+    flight: cascade.Flight, status: Status, settings: Settings, decision: Decision
+) -> SizedRequest:
+    """Each call the flight paid for, as answer sizes learn from it (`answer_sizes`): the
+    used answer, one that failed its check, one stopped as a runaway alike."""
+    features = decision.features
+    return SizedRequest(
+        kind=status.kind,
+        hole=features.get("hole"),
+        selection_tokens=int(features.get("selection_tokens") or 0),
+        guess=int(features.get("estimated_output_tokens") or 0),
+        calls=[
+            Sized(
+                model=settings.tiers[step.tier].model,
+                output_tokens=step.reply.usage.output_tokens,
+                cut_off=step.reply.cut_off,
+                counted_input_tokens=step.reply.counted_input_tokens,
+                input_tokens=0 if step.reply.usage_estimated else step.reply.usage.input_tokens,
+            )
+            for step in flight.billed
+            if step.reply is not None and step.tier in settings.tiers
+        ],
+    )
 
 
 def _versions(

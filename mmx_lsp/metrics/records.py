@@ -91,7 +91,8 @@ _ALIASES = {"ts": "time", "total_ms": "latency_ms", "prompt_template_version": "
 
 
 # Facts without a column are kept only when they cannot carry code or prompt text: numbers,
-# flags, short strings and tables of numbers, under names that do not suggest text.
+# flags, short strings, tables of numbers, and lists of rows of those (one per model call),
+# under names that do not suggest text.
 _TEXT_KEYS = frozenset(
     {"preview", "prompt", "messages", "text", "answer", "completion", "suffix", "context"}
 )
@@ -107,7 +108,16 @@ def _harmless(key: str, value: Any) -> bool:
         return len(value) <= _SHORT
     if isinstance(value, Mapping):
         return all(isinstance(v, int | float | Decimal) for v in value.values())
+    if isinstance(value, list):
+        return all(isinstance(row, Mapping) and _harmless_row(row) for row in value)
     return False
+
+
+def _harmless_row(row: Mapping[str, Any]) -> bool:
+    return all(
+        isinstance(k, str) and not isinstance(v, Mapping | list) and _harmless(k, v)
+        for k, v in row.items()
+    )
 
 
 def as_record(

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-if TYPE_CHECKING:
-    from mmx_lsp.config import Settings
 from mmx_lsp.metrics.records import Record, _row, as_record
 from mmx_lsp.metrics.regressions import Regression, RegressionPolicy, find_regressions
 from mmx_lsp.metrics.rollups import insert_requests, prune
@@ -28,7 +26,11 @@ from mmx_lsp.metrics.schema import (
     open_database,
     path_from_settings,
 )
-from mmx_lsp.metrics.summaries import recent_answers, recent_prompts, summarize
+from mmx_lsp.metrics.summaries import recent_sizes, summarize
+
+if TYPE_CHECKING:
+    from mmx_lsp.answer_sizes import SizedRequest
+    from mmx_lsp.config import Settings
 
 # --------------------------------------------------------------------------- the store
 
@@ -198,15 +200,14 @@ class MetricsStore:
         with self.reader() as conn:
             return summarize(conn, since=since, by=by, now=self._clock(), session=session)
 
-    def recent_sizes(
-        self, limit: int = 2000
-    ) -> tuple[list[tuple[str, str, Any, int, int, int, bool]], list[tuple[str, int, int]]]:
-        """`summaries.recent_answers` and `summaries.recent_prompts`, read on one connection
-        (nothing when no metrics are recorded)."""
+    def recent_sizes(self, limit: int = 2000) -> list[SizedRequest]:
+        """`summaries.recent_sizes`: the calls of the newest requests, as a restarted server
+        learns its models' answer and prompt sizes from them (nothing when no metrics are
+        recorded)."""
         if self._disabled is not None:
-            return [], []
+            return []
         with self.reader() as conn:
-            return recent_answers(conn, limit), recent_prompts(conn, limit)
+            return recent_sizes(conn, limit)
 
     def regressions(self, policy: RegressionPolicy | None = None) -> list[Regression]:
         self.flush()

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mmx_lsp.since import parse_since
-
-if TYPE_CHECKING:
-    pass
+from mmx_lsp.answer_sizes import Sized, SizedRequest
 from mmx_lsp.metrics.records import from_pico
 from mmx_lsp.metrics.rollups import (
     _DAILY_KEY,
@@ -26,6 +24,7 @@ from mmx_lsp.metrics.rollups import (
     day_of,
 )
 from mmx_lsp.metrics.schema import GROUPINGS
+from mmx_lsp.since import parse_since
 
 # --------------------------------------------------------------------------- summaries
 
@@ -224,42 +223,57 @@ def summarize(
     return {"since": cutoff, "by": by, "totals": total, f"by_{by}": rows}
 
 
-# Requests answered by one model call: what a model's answer and prompt sizes are read from.
+# Before each record listed its calls (`extra.calls`), sizes were read from the requests
+# answered by one model call without an error (or cut off at the cap).
 _ONE_CALL = "cached = 0 AND escalated = 0 AND cancelled = 0"
 _CUT_OFF = "COALESCE(json_extract(extra, '$.cut_off'), 0)"
 
 
-def recent_answers(
-    conn: sqlite3.Connection, limit: int
-) -> list[tuple[str, str, Any, int, int, int, bool]]:
-    """(model, kind, hole, output tokens, selection tokens, guessed output tokens, cut off
-    at the length cap) of the newest `limit` answers from one model call each (no error,
-    but for an edit cut off at its cap), oldest first: what `answer_sizes` learns answer
-    lengths from."""
+def recent_sizes(conn: sqlite3.Connection, limit: int) -> list[SizedRequest]:
+    """The model calls of the newest `limit` requests, oldest first, as `answer_sizes`
+    learns from them: what a restarted server expects each model to write."""
     rows = conn.execute(
-        "SELECT model, kind, json_extract(features, '$.hole'), output_tokens, "
+        "SELECT model, kind, json_extract(features, '$.hole'), "
         "COALESCE(json_extract(features, '$.selection_tokens'), 0), "
-        f"COALESCE(json_extract(features, '$.estimated_output_tokens'), 0), {_CUT_OFF} "
-        f"FROM requests WHERE {_ONE_CALL} AND (error IS NULL OR {_CUT_OFF}) "
-        "AND output_tokens > 0 ORDER BY id DESC LIMIT ?",
+        "COALESCE(json_extract(features, '$.estimated_output_tokens'), 0), "
+        f"json_extract(extra, '$.calls'), {_ONE_CALL}, error IS NULL, {_CUT_OFF}, "
+        "output_tokens, input_tokens, "
+        "COALESCE(json_extract(extra, '$.counted_input_tokens'), 0), "
+        "COALESCE(json_extract(extra, '$.usage_estimated'), 0) "
+        "FROM requests ORDER BY id DESC LIMIT ?",
         (limit,),
     ).fetchall()
-    return [(m, k, h, int(o), int(s), int(g), bool(c)) for m, k, h, o, s, g, c in reversed(rows)]
+    found = []
+    for row in reversed(rows):
+        model, kind, hole, selection, guess, listed, one_call, ok, cut_off = row[:9]
+        output, reported, counted, estimated = row[9:]
+        if listed is not None:
+            raw = _loads(listed)
+            calls = [c for c in map(Sized.from_json, raw if isinstance(raw, list) else []) if c]
+        elif one_call and (ok or cut_off):
+            # An older record: its one call, the prompt only when the provider reported it.
+            prompt_known = ok and not estimated
+            calls = [
+                Sized(
+                    model=str(model),
+                    output_tokens=int(output or 0),
+                    cut_off=bool(cut_off),
+                    counted_input_tokens=int(counted or 0) if prompt_known else 0,
+                    input_tokens=int(reported or 0) if prompt_known else 0,
+                )
+            ]
+        else:
+            continue
+        if calls:
+            found.append(SizedRequest(str(kind), hole, int(selection), int(guess), calls))
+    return found
 
 
-def recent_prompts(conn: sqlite3.Connection, limit: int) -> list[tuple[str, int, int]]:
-    """(model, counted input tokens, reported input tokens) of the newest `limit` requests
-    from one model call each whose provider reported (or whose tokenizer counted) the usage,
-    oldest first: how each model's tokenizer counts against `calls.prompt_tokens`."""
-    rows = conn.execute(
-        "SELECT model, json_extract(extra, '$.counted_input_tokens'), input_tokens "
-        f"FROM requests WHERE {_ONE_CALL} AND error IS NULL AND input_tokens > 0 "
-        "AND json_extract(extra, '$.counted_input_tokens') > 0 "
-        "AND NOT COALESCE(json_extract(extra, '$.usage_estimated'), 0) "
-        "ORDER BY id DESC LIMIT ?",
-        (limit,),
-    ).fetchall()
-    return [(m, int(c), int(r)) for m, c, r in reversed(rows)]
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def estimated_requests(

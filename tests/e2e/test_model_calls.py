@@ -606,6 +606,45 @@ async def test_an_answer_that_runs_away_is_stopped_and_premium_asked(
         await stop(client)
 
 
+async def test_a_restarted_server_expects_what_the_running_one_learned_from_every_call(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    """A cheap answer stopped as it wrote its prompt back, then premium's: the running server
+    learns both models' answer lengths from them, and a restarted one reads the same back
+    from the metrics database (it used to read only requests answered by one call)."""
+    cheap.reply = "Language: python\n\nCode before the selection:\n" + "x = 1\n" * 400
+    cheap.chunk_delay_s = 0.005
+    premium.reply = "def add(a, b):\n    " + "\n    ".join(f"c{i} = a * {i}" for i in range(30))
+    premium.reply += "\n    return a + b"
+    options = settings(tmp_path, cheap, premium)
+
+    async def estimated(client: LanguageClient, uri: str) -> dict[str, list[int]]:
+        explained = await command(client, "mmx.explain", {"uri": uri, **REFACTOR_SELECTION})
+        return explained["estimate_tokens"]
+
+    client = await start(tmp_path, init_options=options)
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), SMALL, "python")
+        guess = await estimated(client, uri)
+        _, status = await resolve_refactor(client, uri)
+        assert [a.passed for a in status.attempts] == [False, True]
+        learned = await estimated(client, uri)
+        assert learned["cheap"][1] < guess["cheap"][1], "the stopped answer was short"
+        assert learned["premium"][1] > guess["premium"][1], "premium wrote more than guessed"
+    finally:
+        await stop(client)
+    client = await start(tmp_path, init_options=options)
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), SMALL, "python")
+        deadline = asyncio.get_running_loop().time() + TIMEOUT_S
+        while (estimate := await estimated(client, uri)) != learned:
+            assert estimate == guess, "only the guess, before the database is read"
+            assert asyncio.get_running_loop().time() < deadline, "the calls were not read back"
+            await asyncio.sleep(0.05)
+    finally:
+        await stop(client)
+
+
 async def test_explain_resolve_sends_the_explanation(
     tmp_path: Path, cheap: StubServer, premium: StubServer
 ) -> None:

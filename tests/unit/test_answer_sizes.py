@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mmx_lsp import calls, config, engine
-from mmx_lsp.answer_sizes import UNBOUNDED, AnswerSizes
+from mmx_lsp.answer_sizes import UNBOUNDED, AnswerSizes, Sized, SizedRequest
 from mmx_lsp.documents import Document
 from mmx_lsp.router import load_built_in
 from mmx_lsp.scoring import FEATURE_NAMES, Request
@@ -88,7 +88,8 @@ def test_a_prompt_is_counted_as_its_models_tokenizer_counts() -> None:
         sizes.observe_prompt("small", 120, 180)
     assert sizes.input_tokens("small", 200) == 300
     assert sizes.input_tokens("big", 200) == 200, "per model"
-    sizes.observe_prompts([("big", 0, 50), ("big", 50, 0)])
+    unknown = [Sized("big", 5, counted_input_tokens=0, input_tokens=50), Sized("big", 5, False, 50)]
+    sizes.learn([SizedRequest("inline", "line", 0, 32, unknown)])
     assert sizes.input_tokens("big", 200) == 200, "nothing counted or reported: left out"
 
 
@@ -102,13 +103,28 @@ def test_a_completion_is_sized_in_tokens_per_hole() -> None:
 
 def test_only_the_newest_answers_count_and_unknown_rows_are_left_out() -> None:
     sizes = AnswerSizes(window=3)
-    sizes.observe_all(
-        [("m", "inline", "line", 40, 0, 32, False)] * 5
-        + [("m", "inline", "line", 8, 0, 32, False)] * 3
+    sizes.learn(
+        [SizedRequest("inline", "line", 0, 32, [Sized("m", 40)])] * 5
+        + [SizedRequest("inline", "line", 0, 32, [Sized("m", 8)])] * 3
     )
-    sizes.observe_all([("m", "a-kind-from-the-future", None, 999, 0, 0, False)])
+    sizes.learn([SizedRequest("a-kind-from-the-future", None, 0, 0, [Sized("m", 999)])])
     assert len(sizes) == 3
     assert sizes.estimate("m", "inline", "line", 0, 32) == 8
+
+
+def test_every_call_of_a_request_is_learned_from() -> None:
+    """A cheap answer stopped as a runaway, then premium's: both models' habits are learned,
+    and each model's prompt count where its provider reported one."""
+    sizes = AnswerSizes()
+    calls = [
+        Sized("small", 12, counted_input_tokens=100, input_tokens=150),
+        Sized("big", 90, counted_input_tokens=100),
+    ]
+    sizes.learn([SizedRequest("refactor", "selection", 90, 120, calls)])
+    assert sizes.estimate("small", "refactor", "selection", 90, 120) == round((12 + 120) / 2)
+    assert sizes.estimate("big", "refactor", "selection", 90, 120) == round((90 + 120) / 2)
+    assert sizes.input_tokens("small", 200) == 250
+    assert sizes.input_tokens("big", 200) == 200, "not reported: our count"
 
 
 def test_a_decision_prices_each_tier_with_its_own_models_answers() -> None:

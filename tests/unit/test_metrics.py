@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from mmx_lsp import metrics, stats_cli
+from mmx_lsp.answer_sizes import Sized, SizedRequest
 from mmx_lsp.metrics import (
     SCHEMA_V1,
     SCHEMA_VERSION,
@@ -141,20 +142,43 @@ def test_costs_billed_on_estimated_tokens_are_counted_per_group(store: MetricsSt
     assert [(r["kind"], r["estimated_requests"]) for r in by_kind["by_kind"]] == [("inline", 2)]
 
 
-def test_answer_sizes_are_read_back_with_edits_cut_off_at_their_cap(store: MetricsStore) -> None:
-    """What `answer_sizes` learns from at start: one model call each; an edit cut off at its
-    length cap failed, but its length says the model runs to its cap."""
+def test_each_call_a_record_lists_is_read_back_for_answer_sizes(store: MetricsStore) -> None:
+    """What `answer_sizes` learns from at start: every call a request made, as the running
+    server learned from it, a failed or stopped answer as much as a used one."""
     features = {"hole": "selection", "selection_tokens": 45, "estimated_output_tokens": 69}
-    fix = {"kind": "fix", "features": features}
+    calls = [
+        Sized("small", 12, counted_input_tokens=300, input_tokens=420).to_json(),
+        Sized("big", 80, cut_off=True, counted_input_tokens=300).to_json(),
+    ]
+    store.record(pipeline_record(0, kind="fix", features=features, escalated=True, calls=calls))
+    store.record(pipeline_record(1, kind="fix", features=features, calls=[{"model": 3}]))
+    store.flush()
+    assert store.recent_sizes() == [
+        SizedRequest(
+            "fix",
+            "selection",
+            45,
+            69,
+            [Sized("small", 12, False, 300, 420), Sized("big", 80, True, 300, 0)],
+        )
+    ], "a damaged list of calls is left out"
+
+
+def test_older_records_are_read_back_by_their_one_call(store: MetricsStore) -> None:
+    """Records from before each listed its calls: one model call each; an edit cut off at
+    its length cap failed, but its length says the model runs to its cap."""
+    features = {"hole": "selection", "selection_tokens": 45, "estimated_output_tokens": 69}
+    fix = {"kind": "fix", "features": features, "counted_input_tokens": 900}
     store.record(pipeline_record(0, output_tokens=80, **fix))
     store.record(pipeline_record(1, output_tokens=512, error="cut off", cut_off=True, **fix))
     store.record(pipeline_record(2, output_tokens=50, error="the endpoint failed", **fix))
     store.record(pipeline_record(3, output_tokens=600, escalated=True, cut_off=True, **fix))
+    store.record(pipeline_record(4, output_tokens=70, usage_estimated=True, **fix))
     store.flush()
-    answers, _ = store.recent_sizes()
-    assert answers == [
-        ("gpt-5-mini", "fix", "selection", 80, 45, 69, False),
-        ("gpt-5-mini", "fix", "selection", 512, 45, 69, True),
+    assert [request.calls for request in store.recent_sizes()] == [
+        [Sized("gpt-5-mini", 80, False, 900, 930)],
+        [Sized("gpt-5-mini", 512, True, 0, 0)],
+        [Sized("gpt-5-mini", 70, False, 0, 0)],
     ]
 
 
