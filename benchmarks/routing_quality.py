@@ -15,6 +15,8 @@
    answers each tier with that model's recorded body, default settings (the router of each
    fold fitted without that fold's classes): quality and cost relative to always-premium, and
    the verifier's confusion.
+5. Whether the request's text says anything at all about where the cheap model fails: a
+   model over its words, with no feature chosen by hand (`text_signal`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import routing_data as rd  # noqa: E402
+from benchmarks.text_signal import signal_lines  # noqa: E402
 from mmx_lsp.checks import CHECKS, LEAVES_WORK, MEASURED_ONLY  # noqa: E402
 from mmx_lsp.config import Settings  # noqa: E402
 from mmx_lsp.router import Router, auroc  # noqa: E402
@@ -421,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = {mode: asyncio.run(whole_policy(items, mode)) for mode in ("learned", "weights")}
         for line in policy_lines(items, runs):
             print(line)
+    for line in signal_lines(items):
+        print(line)
     return 0
 
 
