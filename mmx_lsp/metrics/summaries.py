@@ -8,9 +8,8 @@ import math
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mmx_lsp.answer_sizes import Sized, SizedRequest
 from mmx_lsp.metrics.records import from_pico
 from mmx_lsp.metrics.rollups import (
     _DAILY_KEY,
@@ -25,6 +24,9 @@ from mmx_lsp.metrics.rollups import (
 )
 from mmx_lsp.metrics.schema import GROUPINGS
 from mmx_lsp.since import parse_since
+
+if TYPE_CHECKING:
+    from mmx_lsp.answer_sizes import SizedRequest
 
 # --------------------------------------------------------------------------- summaries
 
@@ -232,6 +234,10 @@ _CUT_OFF = "COALESCE(json_extract(extra, '$.cut_off'), 0)"
 def recent_sizes(conn: sqlite3.Connection, limit: int) -> list[SizedRequest]:
     """The model calls of the newest `limit` requests, oldest first, as `answer_sizes`
     learns from them: what a restarted server expects each model to write."""
+    # Imported here: the metrics store loads before the server answers `initialize`, and
+    # the settings' modules (pydantic) need not.
+    from mmx_lsp.answer_sizes import Sized, SizedRequest
+
     rows = conn.execute(
         "SELECT model, kind, json_extract(features, '$.hole'), "
         "COALESCE(json_extract(features, '$.selection_tokens'), 0), "

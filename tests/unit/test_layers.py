@@ -44,3 +44,17 @@ def test_the_offline_eval_loads_no_lsp_code() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_the_metrics_store_loads_without_the_settings_modules() -> None:
+    """The store is opened before the server answers `initialize` (the cold start the
+    benchmark measures); pydantic and the settings load after."""
+    code = (
+        "import sys, mmx_lsp.metrics\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'"
+        " or m == 'mmx_lsp.config'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
