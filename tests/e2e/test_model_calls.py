@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -606,45 +606,6 @@ async def test_an_answer_that_runs_away_is_stopped_and_premium_asked(
         await stop(client)
 
 
-async def test_a_restarted_server_expects_what_the_running_one_learned_from_every_call(
-    tmp_path: Path, cheap: StubServer, premium: StubServer
-) -> None:
-    """A cheap answer stopped as it wrote its prompt back, then premium's: the running server
-    learns both models' answer lengths from them, and a restarted one reads the same back
-    from the metrics database (it used to read only requests answered by one call)."""
-    cheap.reply = "Language: python\n\nCode before the selection:\n" + "x = 1\n" * 400
-    cheap.chunk_delay_s = 0.005
-    premium.reply = "def add(a, b):\n    " + "\n    ".join(f"c{i} = a * {i}" for i in range(30))
-    premium.reply += "\n    return a + b"
-    options = settings(tmp_path, cheap, premium)
-
-    async def estimated(client: LanguageClient, uri: str) -> dict[str, list[int]]:
-        explained = await command(client, "mmx.explain", {"uri": uri, **REFACTOR_SELECTION})
-        return explained["estimate_tokens"]
-
-    client = await start(tmp_path, init_options=options)
-    try:
-        uri = open_text(client, (tmp_path / "add.py").as_uri(), SMALL, "python")
-        guess = await estimated(client, uri)
-        _, status = await resolve_refactor(client, uri)
-        assert [a.passed for a in status.attempts] == [False, True]
-        learned = await estimated(client, uri)
-        assert learned["cheap"][1] < guess["cheap"][1], "the stopped answer was short"
-        assert learned["premium"][1] > guess["premium"][1], "premium wrote more than guessed"
-    finally:
-        await stop(client)
-    client = await start(tmp_path, init_options=options)
-    try:
-        uri = open_text(client, (tmp_path / "add.py").as_uri(), SMALL, "python")
-        deadline = asyncio.get_running_loop().time() + TIMEOUT_S
-        while (estimate := await estimated(client, uri)) != learned:
-            assert estimate == guess, "only the guess, before the database is read"
-            assert asyncio.get_running_loop().time() < deadline, "the calls were not read back"
-            await asyncio.sleep(0.05)
-    finally:
-        await stop(client)
-
-
 async def test_explain_resolve_sends_the_explanation(
     tmp_path: Path, cheap: StubServer, premium: StubServer
 ) -> None:
@@ -663,6 +624,28 @@ async def test_explain_resolve_sends_the_explanation(
         assert explanation.uri == uri
         assert explanation.range.start.line == 0 and explanation.range.end.line == 2
         await eventually(lambda: any(cheap.reply == m.message for m in client.messages))
+    finally:
+        await stop(client)
+
+
+async def read_back_at_start(
+    tmp_path: Path,
+    options: dict[str, Any],
+    text: str,
+    estimated: Callable[[LanguageClient, str], Awaitable[Any]],
+    guess: Any,
+    learned: Any,
+) -> None:
+    """A server started again on the same metrics database: its estimate for `text` is the
+    guess until it has read the database, then what the last server had learned."""
+    client = await start(tmp_path, init_options=options)
+    try:
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), text, "python")
+        deadline = asyncio.get_running_loop().time() + TIMEOUT_S
+        while (estimate := await estimated(client, uri)) != learned:
+            assert estimate == guess, "only the guess, before the database is read"
+            assert asyncio.get_running_loop().time() < deadline, "nothing was read back"
+            await asyncio.sleep(0.05)
     finally:
         await stop(client)
 
@@ -700,16 +683,37 @@ async def test_a_restarted_server_estimates_with_the_answer_lengths_it_recorded(
     assert reported == statuses[0].input_tokens and reported != counted
     # The median of the guess and the one answer; of the server's count and the provider's.
     learned = (round(guess[0] * (1 + reported / counted) / 2), round((guess[1] + answered) / 2))
+    await read_back_at_start(tmp_path, options, FUNCTION, estimated, guess, learned)
+
+
+async def test_a_restarted_server_expects_what_the_running_one_learned_from_every_call(
+    tmp_path: Path, cheap: StubServer, premium: StubServer
+) -> None:
+    """A cheap answer stopped as it wrote its prompt back, then premium's: the running server
+    learns both models' answer lengths from them, and a restarted one reads the same back
+    from the metrics database (it used to read only requests answered by one call)."""
+    cheap.reply = "Language: python\n\nCode before the selection:\n" + "x = 1\n" * 400
+    cheap.chunk_delay_s = 0.005
+    premium.reply = "def add(a, b):\n    " + "\n    ".join(f"c{i} = a * {i}" for i in range(30))
+    premium.reply += "\n    return a + b"
+    options = settings(tmp_path, cheap, premium)
+
+    async def estimated(client: LanguageClient, uri: str) -> dict[str, list[int]]:
+        explained = await command(client, "mmx.explain", {"uri": uri, **REFACTOR_SELECTION})
+        return explained["estimate_tokens"]
+
     client = await start(tmp_path, init_options=options)
     try:
-        uri = open_text(client, (tmp_path / "add.py").as_uri(), FUNCTION, "python")
-        deadline = asyncio.get_running_loop().time() + TIMEOUT_S
-        while (estimate := await estimated(client, uri)) != learned:
-            assert estimate == guess, "only the guess, before the database is read"
-            assert asyncio.get_running_loop().time() < deadline, "the answer was not read back"
-            await asyncio.sleep(0.05)
+        uri = open_text(client, (tmp_path / "add.py").as_uri(), SMALL, "python")
+        guess = await estimated(client, uri)
+        _, status = await resolve_refactor(client, uri)
+        assert [a.passed for a in status.attempts] == [False, True]
+        learned = await estimated(client, uri)
+        assert learned["cheap"][1] < guess["cheap"][1], "the stopped answer was short"
+        assert learned["premium"][1] > guess["premium"][1], "premium wrote more than guessed"
     finally:
         await stop(client)
+    await read_back_at_start(tmp_path, options, SMALL, estimated, guess, learned)
 
 
 async def test_stats_sum_requests_and_count_verdicts(

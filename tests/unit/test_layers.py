@@ -34,27 +34,26 @@ def test_nothing_below_the_handlers_imports_them() -> None:
     assert offenders == []
 
 
-def test_the_offline_eval_loads_no_lsp_code() -> None:
-    code = (
-        "import sys, mmx_lsp.eval_cli, mmx_lsp.evaluation, mmx_lsp.cascade\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'lsprotocol', 'pygls'}"
-        " or m.startswith(('mmx_lsp.features', 'mmx_lsp.server', 'mmx_lsp.pipeline'))))"
-    )
+def loaded(modules: str, which: str) -> list[str]:
+    """The modules a fresh interpreter has loaded after `import {modules}`, of those
+    `which` (an expression over `m`, a module's name) selects."""
+    code = f"import sys, {modules}\nprint(sorted(m for m in sys.modules if {which}))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
-    assert out.strip() == "[]"
+    return ast.literal_eval(out.strip())
+
+
+def test_the_offline_eval_loads_no_lsp_code() -> None:
+    lsp = (
+        "m.split('.')[0] in {'lsprotocol', 'pygls'}"
+        " or m.startswith(('mmx_lsp.features', 'mmx_lsp.server', 'mmx_lsp.pipeline'))"
+    )
+    assert loaded("mmx_lsp.eval_cli, mmx_lsp.evaluation, mmx_lsp.cascade", lsp) == []
 
 
 def test_the_metrics_store_loads_without_the_settings_modules() -> None:
     """The store is opened before the server answers `initialize` (the cold start the
     benchmark measures); pydantic and the settings load after."""
-    code = (
-        "import sys, mmx_lsp.metrics\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'"
-        " or m == 'mmx_lsp.config'))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    settings = "m.split('.')[0] == 'pydantic' or m == 'mmx_lsp.config'"
+    assert loaded("mmx_lsp.metrics", settings) == []
