@@ -130,8 +130,10 @@ def echoes_request(answer: str, words: Sequence[str], code: str) -> str | None:
         word = _echoed(line, words, code)
         if word is not None:
             return (
-                f"{ECHOED} ({_shown(word)!r}) instead of "
-                "answering it: the model lost track of its task, and its answer was stopped there"
+                f"{ECHOED} ({_shown(word)!r}) instead of answering it: the model lost "
+                "track of its task, and its answer was stopped there (a model that often does "
+                "this does not follow instructions: send these requests to a larger one with "
+                "a routing.rules entry)"
             )
     return None
 

@@ -89,6 +89,7 @@ def test_an_answer_that_writes_its_prompt_back_is_stopped_after_that_line() -> N
     assert cut("Language: go\n" + first) == len("Language: go\n")
     message = echoes_request("Language: go\nfunc take() {}", words, GO)
     assert message is not None and "the request's own words ('Language: go')" in message
+    assert "send these requests to a larger one with a routing.rules entry" in message
     assert echoes_request("func take() {}\n", words, GO) is None
 
 
