@@ -22,7 +22,7 @@ from mmx_lsp.metrics.rollups import (
     bucket_mid,
     day_of,
 )
-from mmx_lsp.metrics.schema import GROUPINGS
+from mmx_lsp.metrics.schema import ESTIMATED, GROUPINGS
 from mmx_lsp.since import parse_since
 
 if TYPE_CHECKING:
@@ -292,10 +292,7 @@ def estimated_requests(
     tokenizer counted it, or no model was called), per group of `names`: their costs are
     shown with "≈". With `session`, only that server session's."""
     counts: dict[tuple[str, ...], int] = {}
-    sql = (
-        "SELECT model, tier, kind, language, ts FROM requests WHERE ts >= ? "
-        "AND json_extract(extra, '$.usage_estimated')"
-    )
+    sql = f"SELECT model, tier, kind, language, ts FROM requests WHERE ts >= ? AND {ESTIMATED}"
     args: tuple[Any, ...] = (since or 0.0,)
     if session is not None:
         sql += " AND json_extract(extra, '$.session') = ?"

@@ -715,6 +715,34 @@ def test_a_version_2_database_gains_the_eval_table(tmp_path: Path) -> None:
     assert rows(path, "SELECT count(*) FROM evals") == [(1,)]
 
 
+def test_stats_find_the_estimated_requests_through_their_index(tmp_path: Path) -> None:
+    """A version 3 database gains the index of estimated requests, and the summary's query
+    reads it instead of every row's JSON (which took 1.8 s over a million rows)."""
+    path = tmp_path / "v3.sqlite3"
+    with MetricsStore(path, clock=lambda: NOW, linger_s=0) as s:
+        s.record(pipeline_record(0))
+        s.record(pipeline_record(1, usage_estimated=True))
+    conn = sqlite3.connect(path)
+    conn.execute("DROP INDEX requests_estimated")
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    with MetricsStore(path, clock=lambda: NOW, linger_s=0) as s:
+        assert s.summary()["totals"]["estimated_requests"] == 1
+    assert rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    conn, _ = open_database(path)
+    try:
+        sent: list[str] = []
+        conn.set_trace_callback(sent.append)
+        summarize(conn, now=NOW)
+        conn.set_trace_callback(None)
+        [query] = [q for q in sent if "usage_estimated" in q]
+        plan = conn.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
+    finally:
+        conn.close()
+    assert any("USING INDEX requests_estimated" in str(step) for step in plan), plan
+
+
 # --------------------------------------------------------------------------- the commands
 
 
