@@ -276,8 +276,9 @@ def print_table(
         )
     if totals.get("estimated_requests"):
         console.print(
-            f"≈: {totals['estimated_requests']:,} requests were billed on estimated tokens "
-            "(the endpoint reported no usage and has no tokenizer to count with)."
+            f"≈: {totals['estimated_requests']:,} requests have estimated tokens and costs "
+            "(no model was called, or its endpoint reported no usage and has no tokenizer "
+            "to count with)."
         )
     if totals["errors"] or totals["cancelled"]:
         console.print(f"{totals['errors']} failed, {totals['cancelled']} cancelled.")

@@ -900,7 +900,7 @@ def test_stats_and_report_mark_estimated_costs_with_an_approx_sign(
     store.flush()
     assert stats_cli.stats_main(["--db", str(store.path)]) == 0
     out = capsys.readouterr().out
-    assert "≈$" in out and "were billed on estimated tokens" in out
+    assert "≈$" in out and "have estimated tokens and costs" in out
     page = report.render_html(store.summary(), [], [], window="all")
     assert "≈$" in page
 
