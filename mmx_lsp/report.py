@@ -237,6 +237,7 @@ th, td {{ border-bottom: 1px solid #e3e0d8; padding: 0.35rem 0.6rem; text-align:
 th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) {{ text-align: left; }}
 figure {{ margin: 1.5rem 0; }} img {{ max-width: 100%; border: 1px solid #e3e0d8; }}
 .warn {{ background: #fdecea; border: 1px solid #e76f51; padding: 0.6rem 1rem; }}
+.note {{ color: #555; font-size: 0.9rem; }}
 </style></head>
 <body>
 <h1>{title}</h1>
@@ -244,6 +245,7 @@ figure {{ margin: 1.5rem 0; }} img {{ max-width: 100%; border: 1px solid #e3e0d8
 <div class="cards">{cards}</div>
 {regressions}
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{notes}
 {figures}
 </body></html>
 """
@@ -271,8 +273,13 @@ def render_html(
     window: str,
 ) -> str:
     totals = summary["totals"]
-    # "≈" marks amounts that include costs billed on estimated tokens.
+    # "≈" marks amounts that include estimated costs; a note under the table says so.
     approx = bool(totals.get("estimated_requests"))
+    notes = (
+        f'<p class="note">{html.escape(metrics.estimated_note(totals["estimated_requests"]))}</p>'
+        if approx
+        else ""
+    )
     cards = "".join(
         (
             _card("requests", f"{totals['requests']:,}"),
@@ -320,6 +327,7 @@ def render_html(
         regressions=warnings,
         head=head,
         body=body,
+        notes=notes,
         figures=figures,
     )
 

@@ -275,11 +275,7 @@ def print_table(
             f"({float(saved / (cost + saved)):.0%} of {_usd(str(cost + saved))})."
         )
     if totals.get("estimated_requests"):
-        console.print(
-            f"≈: {totals['estimated_requests']:,} requests have estimated tokens and costs "
-            "(no model was called, or its endpoint reported no usage and has no tokenizer "
-            "to count with)."
-        )
+        console.print(metrics.estimated_note(totals["estimated_requests"]))
     if totals["errors"] or totals["cancelled"]:
         console.print(f"{totals['errors']} failed, {totals['cancelled']} cancelled.")
     for found in regressions:

@@ -71,6 +71,7 @@ from mmx_lsp.metrics.store import (
 )
 from mmx_lsp.metrics.summaries import (
     Window,
+    estimated_note,
     latency_histogram,
     percentile,
     summarize,
@@ -113,6 +114,7 @@ __all__ = [
     "day_of",
     "default_path",
     "demo_path",
+    "estimated_note",
     "find_eval_regressions",
     "find_regressions",
     "from_pico",

@@ -282,6 +282,14 @@ def _loads(text: str) -> Any:
         return None
 
 
+def estimated_note(count: int) -> str:
+    """What "≈" means beside an amount, for `count` requests with estimated costs."""
+    return (
+        f"≈: {count:,} requests have estimated tokens and costs (no model was called, or its "
+        "endpoint reported no usage and has no tokenizer to count with)."
+    )
+
+
 def estimated_requests(
     conn: sqlite3.Connection,
     since: float | None,

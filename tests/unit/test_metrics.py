@@ -900,9 +900,13 @@ def test_stats_and_report_mark_estimated_costs_with_an_approx_sign(
     store.flush()
     assert stats_cli.stats_main(["--db", str(store.path)]) == 0
     out = capsys.readouterr().out
-    assert "≈$" in out and "have estimated tokens and costs" in out
+    note = metrics.estimated_note(1)
+    assert "≈$" in out and note in out
     page = report.render_html(store.summary(), [], [], window="all")
-    assert "≈$" in page
+    assert "≈$" in page and f'<p class="note">{note}</p>' in page
+    store.record(pipeline_record(2, time=NOW + 1))
+    exact = report.render_html(store.summary(since=NOW + 1), [], [], window="now")
+    assert "≈" not in exact, "no note, and no mark, without estimated costs"
 
 
 def _routed(
