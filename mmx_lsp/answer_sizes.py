@@ -153,9 +153,9 @@ class AnswerSizes:
         way the server learns, from the calls it makes and from the metrics database's (a
         kind this version does not know is left out)."""
         for request in requests:
-            kind = request.kind
+            kind = request.kind if is_kind(request.kind) else None
             for call in request.calls:
-                if is_kind(kind):
+                if kind is not None:
                     self.observe(
                         call.model,
                         kind,

@@ -119,10 +119,6 @@ class Session:
             extra["cached_input_tokens"] = flight.usage.cached_input_tokens
             extra["model_ms"] = flight.model_ms
             extra["prompt"] = None if last is None else last.prompt
-            if last is not None and last.counted_input_tokens:
-                extra["counted_input_tokens"] = last.counted_input_tokens
-            if last is not None and last.cut_off:
-                extra["cut_off"] = True
         if queue_ms is not None:
             extra["queue_ms"] = queue_ms
         if status.usage_estimated:

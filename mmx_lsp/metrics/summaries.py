@@ -225,8 +225,9 @@ def summarize(
     return {"since": cutoff, "by": by, "totals": total, f"by_{by}": rows}
 
 
-# Before each record listed its calls (`extra.calls`), sizes were read from the requests
-# answered by one model call without an error (or cut off at the cap).
+# Before each record listed its calls (`extra.calls`), it kept its last call's `cut_off` and
+# `counted_input_tokens`, and sizes were read from the requests answered by one model call
+# without an error (or cut off at the cap).
 _ONE_CALL = "cached = 0 AND escalated = 0 AND cancelled = 0"
 _CUT_OFF = "COALESCE(json_extract(extra, '$.cut_off'), 0)"
 

@@ -678,7 +678,8 @@ async def test_a_restarted_server_estimates_with_the_answer_lengths_it_recorded(
         await stop(client)
     with sqlite3.connect(tmp_path / "xdg_data_home" / "mmx" / "metrics.sqlite3") as db:
         [(counted, reported)] = db.execute(
-            "SELECT json_extract(extra, '$.counted_input_tokens'), input_tokens FROM requests"
+            "SELECT json_extract(extra, '$.calls[0].counted_input_tokens'), input_tokens "
+            "FROM requests"
         ).fetchall()
     assert reported == statuses[0].input_tokens and reported != counted
     # The median of the guess and the one answer; of the server's count and the provider's.
